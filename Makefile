@@ -1,0 +1,46 @@
+# audioflow: `make demo` sets up and runs the main job, `make test` sets up and runs the tests.
+# Both create or reuse .venv; nothing needs installing by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+# One thread per process keeps 2-core machines responsive when several jobs run at once.
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup demo test test-slow test-gpu lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/snakemake --cores 2
+	@$(BIN)/audioflow demo-summary 2>/dev/null || true
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint
+	$(BIN)/pytest
+
+test-slow: setup
+	$(BIN)/pytest -m slow
+
+test-gpu: setup
+	$(BIN)/pytest -m gpu
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""audioflow: reproducible training pipelines for audio and speech models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""The `audioflow` command: one sub-command per module, imported only when used.
+
+Each entry maps a sub-command to the module that implements it and a one-line help.
+A command module has a docstring (shown by --help), ``add_arguments(parser)`` and
+``main(args) -> int``; it imports heavy libraries inside ``main`` only.
+Modules are imported lazily so that light commands (sig, info, ls) never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sig": ("audioflow.config.commands.sig", "print the signature of an XP"),
+    "info": ("audioflow.config.commands.info", "show an XP: overrides, delta, status, metrics"),
+    "ls": ("audioflow.config.commands.ls", "list XPs: sig, overrides, status, epoch, best"),
+    "clear": ("audioflow.config.commands.clear", "delete an XP folder"),
+    "run": ("audioflow.solvers.commands.run", "train an XP (whole loop or one stage)"),
+    "export": ("audioflow.solvers.commands.export", "export an XP's best model as a package"),
+    "codec": ("audioflow.solvers.commands.codec", "encode/decode audio with a codec package"),
+    "manifest": ("audioflow.data.commands.manifest", "scan audio folders into a manifest"),
+    "synth": ("audioflow.data.commands.synth", "write the synthetic demo corpus"),
+    "launch": ("audioflow.launch.commands.launch", "run a stage command through a launcher"),
+    "k8s": ("audioflow.launch.commands.k8s", "render Kubernetes manifests"),
+}
+
+
+def _load(name: str):
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Build the parser; only the chosen sub-command's module is imported."""
+    parser = argparse.ArgumentParser(prog="audioflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name in COMMANDS:
+        if name == chosen:
+            module = _load(name)
+            cmd = sub.add_parser(name, help=COMMANDS[name][1], description=module.__doc__)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_main=module.main)
+        else:
+            sub.add_parser(name, help=COMMANDS[name][1], add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "_main", None) is None:
+        parser.print_help()
+        return 2
+    return int(args._main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""One interface for running a stage's heavy command, locally or on a cluster.
+
+A workflow rule describes its job as a :class:`JobSpec` (what to run, on how many nodes,
+GPUs and processes) and hands it to a :class:`Launcher`; the backend is chosen by name
+(``local`` by default, ``kubernetes`` with ``snakemake --profile k8s``), so the workflow
+never changes when the place it runs does.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Exit status a stage uses for configuration errors: retrying cannot help, so launchers
+# (and the Kubernetes podFailurePolicy) fail fast on it instead of burning retries.
+CONFIG_ERROR_EXIT_CODE = 2
+
+LAUNCHERS: dict[str, str] = {
+    "local": "audioflow.launch.local:LocalLauncher",
+    "kubernetes": "audioflow.launch.kubernetes:KubernetesLauncher",
+}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A stage command and the resources it runs with.
+
+    Args:
+        name: deterministic job name, unique per (signature, stage, epoch).
+        args: arguments of ``python -m audioflow.cli`` (e.g. ``["run", "--stage", "train"]``).
+        nodes: number of machines; torchrun runs on each.
+        nproc_per_node: processes per node (one per GPU on GPU machines).
+        gpus_per_node: GPUs requested per node (0 on CPU).
+        threads: CPU threads per node.
+        mem_mb: memory per node in MiB.
+        log_path: file that receives the job's output (rank 0 on a cluster).
+        labels: bounded metadata (signature, stage, epoch) for names, labels and metrics.
+    """
+
+    name: str
+    args: list[str]
+    nodes: int = 1
+    nproc_per_node: int = 1
+    gpus_per_node: int = 0
+    threads: int = 1
+    mem_mb: int = 2000
+    log_path: Path | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def torchrun_args(self, node_rank: str | None = None, master: str | None = None) -> list[str]:
+        """The torchrun command line that runs ``args`` on one node.
+
+        Single-node jobs use ``--standalone`` (a free local port, no rendezvous server);
+        multi-node jobs name the node rank and the master address explicitly.
+        """
+        cmd = ["torchrun"]
+        if self.nodes == 1 and master is None:
+            cmd += ["--standalone"]
+        else:
+            cmd += [f"--nnodes={self.nodes}", f"--node-rank={node_rank}"]
+            cmd += [f"--master-addr={master}", "--master-port=29500"]
+        cmd += [f"--nproc-per-node={self.nproc_per_node}", "-m", "audioflow.cli", *self.args]
+        return cmd
+
+
+class Launcher(ABC):
+    """Runs a :class:`JobSpec` to completion and returns its exit status."""
+
+    @abstractmethod
+    def launch(self, job: JobSpec) -> int:
+        """Run the job, stream its output to ``job.log_path``, return its exit status."""
+
+
+def get_launcher(name: str, **kwargs) -> Launcher:
+    """Return the launcher registered under ``name`` (``local`` or ``kubernetes``).
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    if name not in LAUNCHERS:
+        valid = ", ".join(sorted(LAUNCHERS))
+        raise ValueError(f"unknown launcher {name!r}: choose one of {valid}")
+    module_name, class_name = LAUNCHERS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**kwargs)
