@@ -1,0 +1,185 @@
+"""The Prometheus metrics of one running stage, on a dedicated registry.
+
+Every metric carries the labels ``signature``, ``stage`` and ``rank`` (plus ``loss`` for
+losses and ``optimizer`` for learning rates), so the number of series stays bounded by the
+number of XPs and stages that run. Names follow Prometheus conventions: ``audioflow_``
+prefix, base units (seconds, bytes, ratio), counters end in ``_total``.
+
+A dedicated :class:`~prometheus_client.CollectorRegistry` is used rather than the global
+one so that several monitors in one process (tests, notebooks) never clash.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from audioflow.monitoring.resources import ResourceCollector
+
+LABELS = ("signature", "stage", "rank")
+
+# Updates last from a few milliseconds (tiny CPU models) to about a minute (large GPU
+# models with gradient accumulation).
+UPDATE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Checkpoints range from kilobytes on local disk to gigabytes on network storage.
+CHECKPOINT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class StageMetrics:
+    """All the live metrics of one stage, bound to their label values.
+
+    Args:
+        sig: XP signature.
+        stage: stage name (train, valid, evaluate, generate).
+        rank: distributed rank of the process that serves the metrics.
+        registry: registry to register on; a new one when None.
+    """
+
+    def __init__(
+        self, sig: str, stage: str, rank: int, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.labels = {"signature": sig, "stage": stage, "rank": str(rank)}
+        reg = self.registry
+        self._updates = Counter(
+            "audioflow_updates", "Optimizer updates done.", LABELS, registry=reg
+        )
+        self._samples = Counter(
+            "audioflow_samples", "Training samples processed.", LABELS, registry=reg
+        )
+        self._skipped = Counter(
+            "audioflow_skipped_updates",
+            "Updates skipped because a loss or gradient was not finite.",
+            LABELS,
+            registry=reg,
+        )
+        self._loss = Gauge(
+            "audioflow_loss", "Last value of each named loss.", (*LABELS, "loss"), registry=reg
+        )
+        self._lr = Gauge(
+            "audioflow_learning_rate",
+            "Current learning rate of each OptimScheduler.",
+            (*LABELS, "optimizer"),
+            registry=reg,
+        )
+        self._update_seconds = Histogram(
+            "audioflow_update_duration_seconds",
+            "Wall time of one update (forward, backward and optimizer step).",
+            LABELS,
+            buckets=UPDATE_BUCKETS,
+            registry=reg,
+        )
+        self._data_wait = Counter(
+            "audioflow_data_wait_seconds",
+            "Time spent waiting for the next batch from the data loader.",
+            LABELS,
+            registry=reg,
+        )
+        self._epoch = Gauge("audioflow_epoch", "Current epoch (1-based).", LABELS, registry=reg)
+        self._progress = Gauge(
+            "audioflow_progress_ratio", "Fraction of the stage done, 0 to 1.", LABELS, registry=reg
+        )
+        self._eta = Gauge(
+            "audioflow_eta_seconds", "Estimated time left in the stage.", LABELS, registry=reg
+        )
+        self._checkpoint_seconds = Histogram(
+            "audioflow_checkpoint_write_duration_seconds",
+            "Wall time to write one checkpoint.",
+            LABELS,
+            buckets=CHECKPOINT_BUCKETS,
+            registry=reg,
+        )
+        self._start_time = Gauge(
+            "audioflow_stage_start_time_seconds",
+            "Unix time the stage started.",
+            LABELS,
+            registry=reg,
+        )
+        self._resources = ResourceCollector(self.labels)
+        reg.register(self._resources)
+        # Create the unlabelled-by-name children now so that every series is exported
+        # (as zero) from the first scrape, before the first update arrives.
+        for metric in (
+            self._updates,
+            self._samples,
+            self._skipped,
+            self._update_seconds,
+            self._data_wait,
+            self._epoch,
+            self._progress,
+            self._eta,
+            self._checkpoint_seconds,
+            self._start_time,
+        ):
+            metric.labels(**self.labels)
+
+    def started(self, timestamp: float) -> None:
+        """Record the stage start time (Unix seconds)."""
+        self._start_time.labels(**self.labels).set(timestamp)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the current epoch."""
+        self._epoch.labels(**self.labels).set(epoch)
+
+    def update(
+        self,
+        losses: dict[str, float],
+        lrs: dict[str, float],
+        samples: int,
+        update_seconds: float,
+        data_wait_seconds: float,
+        progress: float,
+        eta_seconds: float,
+    ) -> None:
+        """Record one finished update; see :meth:`StageMonitor.update`."""
+        labels = self.labels
+        self._updates.labels(**labels).inc()
+        self._samples.labels(**labels).inc(max(0, int(samples)))
+        for name, value in losses.items():
+            self._loss.labels(**labels, loss=name).set(float(value))
+        for name, value in lrs.items():
+            self._lr.labels(**labels, optimizer=name).set(float(value))
+        self._update_seconds.labels(**labels).observe(max(0.0, float(update_seconds)))
+        self._data_wait.labels(**labels).inc(max(0.0, float(data_wait_seconds)))
+        self._progress.labels(**labels).set(min(1.0, max(0.0, float(progress))))
+        self._eta.labels(**labels).set(max(0.0, float(eta_seconds)))
+
+    def skipped_update(self) -> None:
+        """Count one update skipped for a non-finite loss or gradient."""
+        self._skipped.labels(**self.labels).inc()
+
+    def checkpoint_written(self, seconds: float) -> None:
+        """Record the wall time of one checkpoint write."""
+        self._checkpoint_seconds.labels(**self.labels).observe(max(0.0, float(seconds)))
+
+    def exported_names(self) -> set[str]:
+        """Every sample name these metrics can export, GPU memory included even off GPU."""
+        return sample_names(self.registry.collect()) | sample_names(self._resources.describe())
+
+    def finished(self) -> None:
+        """Mark the stage complete: progress 1, nothing left."""
+        self._progress.labels(**self.labels).set(1.0)
+        self._eta.labels(**self.labels).set(0.0)
+
+
+def sample_names(families) -> set[str]:
+    """Every sample name a scrape of these metric families can contain.
+
+    Histograms export ``_bucket``, ``_sum`` and ``_count``, counters ``_total`` (and
+    ``_created``): all are listed, so the set can be matched against PromQL queries.
+
+    Args:
+        families: iterable of :class:`~prometheus_client.Metric` (from ``collect()`` or
+            ``describe()``).
+
+    Returns:
+        The set of sample names.
+    """
+    names: set[str] = set()
+    for family in families:
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            names.update(family.name + s for s in ("_total", "_created"))
+        elif family.type == "histogram":
+            names.update(family.name + s for s in ("_bucket", "_sum", "_count", "_created"))
+    return names
