@@ -1,0 +1,133 @@
+"""Teams and clusters: where XPs, references and datasets live, and how jobs are scheduled.
+
+``config/teams/<team>.yaml`` maps cluster names to entries. The team comes from
+``AUDIOFLOW_TEAM`` (default ``default``) or, for a file outside the repository,
+``AUDIOFLOW_CONFIG`` (path of a team YAML). The cluster comes from ``AUDIOFLOW_CLUSTER``,
+else it is detected (``kubernetes`` inside a pod, else ``local``). ``AUDIOFLOW_XP_DIR`` and
+``AUDIOFLOW_REFERENCE_DIR`` override the entry's paths. None of this enters a signature.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+BUILTIN_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+DEFAULT_TEAM = "default"
+
+# Every key a consumer may read, with the value used when a team file leaves it out.
+KUBERNETES_DEFAULTS: dict[str, Any] = {
+    "namespace": "default",
+    "image": None,
+    "service_account": None,
+    "pvc": None,
+    "mount_path": None,
+    "node_selector": {},
+    "tolerations": [],
+    "shm_size": None,
+    "secret_env": [],
+}
+ENTRY_DEFAULTS: dict[str, Any] = {
+    "xp_root": "outputs",
+    "reference_dir": "reference",
+    "dataset_mappings": {},
+}
+
+
+def team_name() -> str:
+    """The selected team: ``AUDIOFLOW_TEAM`` or ``default``."""
+    return os.environ.get("AUDIOFLOW_TEAM") or DEFAULT_TEAM
+
+
+def cluster_name() -> str:
+    """The selected cluster: ``AUDIOFLOW_CLUSTER``, else ``kubernetes`` in a pod, else ``local``."""
+    explicit = os.environ.get("AUDIOFLOW_CLUSTER")
+    if explicit:
+        return explicit
+    # Kubernetes injects this variable into every container it starts.
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "kubernetes"
+    return "local"
+
+
+def team_file() -> Path:
+    """The team YAML in use: ``AUDIOFLOW_CONFIG`` or ``config/teams/<team>.yaml``.
+
+    Raises:
+        ConfigError: the file does not exist (the message lists the shipped teams).
+    """
+    explicit = os.environ.get("AUDIOFLOW_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"AUDIOFLOW_CONFIG={explicit}: no such team file; fix or unset it")
+        return path
+    team = team_name()
+    path = BUILTIN_CONFIG_DIR / "teams" / f"{team}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (BUILTIN_CONFIG_DIR / "teams").glob("*.yaml"))
+        raise ConfigError(
+            f"AUDIOFLOW_TEAM={team}: no file {path}; known teams: {', '.join(known) or 'none'}"
+        )
+    return path
+
+
+def _load_team(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}); fix it") from exc
+    clusters = data.get("clusters") if isinstance(data, dict) else None
+    if not isinstance(clusters, dict) or not clusters:
+        raise ConfigError(f"{path}: needs a `clusters:` mapping of cluster name -> entry")
+    return clusters
+
+
+def _absolute(value: str | os.PathLike) -> Path:
+    # Relative paths are relative to where the command runs, as users expect of a CLI.
+    return Path(os.path.expanduser(os.fspath(value))).absolute()
+
+
+def cluster_config() -> dict:
+    """The selected team/cluster entry with environment overrides applied.
+
+    Returns:
+        A dict with ``xp_root`` and ``reference_dir`` (absolute Paths), ``dataset_mappings``
+        (regex -> replacement, applied in order), ``kubernetes`` (namespace, image,
+        service_account, pvc, mount_path, node_selector, tolerations, shm_size, secret_env),
+        plus ``team``, ``cluster`` and ``team_file`` saying where it came from.
+
+    Raises:
+        ConfigError: missing team file, or the cluster is not in it.
+    """
+    path = team_file()
+    clusters = _load_team(path)
+    cluster = cluster_name()
+    if cluster not in clusters:
+        raise ConfigError(
+            f"cluster '{cluster}' is not in {path}; known: {', '.join(sorted(clusters))} "
+            "(set AUDIOFLOW_CLUSTER or add an entry)"
+        )
+    entry = copy.deepcopy(ENTRY_DEFAULTS)
+    entry.update(copy.deepcopy(clusters[cluster] or {}))
+    kube = copy.deepcopy(KUBERNETES_DEFAULTS)
+    kube.update(entry.get("kubernetes") or {})
+    entry["kubernetes"] = kube
+    entry["dataset_mappings"] = dict(entry.get("dataset_mappings") or {})
+    entry["xp_root"] = _absolute(os.environ.get("AUDIOFLOW_XP_DIR") or entry["xp_root"])
+    entry["reference_dir"] = _absolute(
+        os.environ.get("AUDIOFLOW_REFERENCE_DIR") or entry["reference_dir"]
+    )
+    entry.update(team=team_name(), cluster=cluster, team_file=path)
+    return entry
+
+
+def xp_root() -> Path:
+    """Root folder of the XPs (``<xp_root>/xps/<sig>/``) for the selected team/cluster."""
+    return cluster_config()["xp_root"]
