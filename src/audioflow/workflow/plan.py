@@ -1,0 +1,186 @@
+"""Resolve declared XPs to signatures and stage epochs, with an on-disk cache.
+
+Composing an XP costs tens of milliseconds, so a workflow of hundreds of XPs would spend
+seconds on every `snakemake` call. The plan of each XP (signature, epochs, stage periods,
+manifests) depends only on its overrides and on the config files and signing code, so it
+is cached in ``.snakemake/audioflow/plans.json`` under a fingerprint of those files and
+recomputed only for XPs whose overrides are new or when a fingerprinted file changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .epochs import chunk_ends, every_epochs
+from .xps import XPSpec
+
+CACHE_VERSION = 1
+STAGES = ("train", "valid", "evaluate", "generate")
+
+
+@dataclass(frozen=True)
+class XPPlan:
+    """What the workflow runs for one XP.
+
+    Args:
+        name: the XP's name in the workflow config.
+        sig: its signature (8 hex characters).
+        overrides: the overrides passed to ``audioflow run``.
+        epochs: total training epochs (``optim.epochs``).
+        evaluate_every: ``evaluate.every`` (0: last epoch only).
+        generate_every: ``generate.every`` (0: last epoch only).
+        manifests: local manifest files its datasource reads (workflow inputs).
+    """
+
+    name: str
+    sig: str
+    overrides: tuple[str, ...]
+    epochs: int
+    evaluate_every: int
+    generate_every: int
+    manifests: tuple[str, ...]
+
+    def stage_epochs(self, stage: str, per_job: int = 1) -> list[int]:
+        """Epochs at which ``stage`` has a job (train: chunk ends)."""
+        if stage == "train":
+            return chunk_ends(self.epochs, per_job)
+        if stage == "valid":
+            return list(range(1, self.epochs + 1))
+        if stage == "evaluate":
+            return every_epochs(self.epochs, self.evaluate_every)
+        if stage == "generate":
+            return every_epochs(self.epochs, self.generate_every)
+        raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
+
+
+# The facts a resolver returns for one override list (all JSON-serialisable).
+Facts = dict
+Resolver = Callable[[Sequence[Sequence[str]], "str | None"], list[Facts]]
+
+
+def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str | None) -> list:
+    """Compose and sign each override list with ``audioflow.config``.
+
+    Returns:
+        One dict per list: sig, epochs, evaluate_every, generate_every, manifests.
+
+    Raises:
+        ConfigError: an override list does not compose (the message names the key).
+    """
+    from omegaconf import OmegaConf
+
+    from audioflow.config import compose, signature
+
+    facts = []
+    for overrides in overrides_list:
+        cfg = compose(list(overrides), config_dir=config_dir)
+        datasource = OmegaConf.to_container(cfg.get("datasource") or {}, resolve=True)
+        # //reference/... and absolute paths are not built by this workflow.
+        manifests = sorted(
+            {str(p) for p in datasource.values() if isinstance(p, str) and not p.startswith("//")}
+        )
+        facts.append(
+            {
+                "sig": signature(list(overrides), config_dir=config_dir),
+                "epochs": int(cfg.optim.epochs),
+                "evaluate_every": int(cfg.evaluate.every),
+                "generate_every": int(cfg.generate.every),
+                "manifests": manifests,
+            }
+        )
+    return facts
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    """sha1 over the names and contents of every ``*.yaml``/``*.py`` file under ``paths``."""
+    digest = hashlib.sha1(str(CACHE_VERSION).encode())
+    for root in paths:
+        root = Path(root)
+        files = sorted(root.rglob("*.yaml")) + sorted(root.rglob("*.py")) if root.is_dir() else []
+        for file in files:
+            digest.update(str(file.relative_to(root)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _key(overrides: Sequence[str], config_dir: str | None) -> str:
+    return json.dumps([config_dir, list(overrides)])
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def resolve_plans(
+    specs: Sequence[XPSpec],
+    *,
+    config_dir: str | None = None,
+    cache_file: Path | None = None,
+    watched: Sequence[Path] = (),
+    resolver: Resolver = resolve_with_config,
+) -> list[XPPlan]:
+    """Resolve every XP, reusing cached results whose inputs did not change.
+
+    Args:
+        specs: the declared XPs.
+        config_dir: user config folder searched before the built-in one.
+        cache_file: JSON cache; None disables caching.
+        watched: folders whose YAML/Python files invalidate the cache when they change.
+        resolver: turns override lists into facts (see :func:`resolve_with_config`).
+
+    Returns:
+        One plan per spec, in order; duplicated signatures are kept (the caller decides).
+    """
+    stamp = fingerprint([*watched, *([Path(config_dir)] if config_dir else [])])
+    cached: dict = {}
+    if cache_file is not None and cache_file.is_file():
+        try:
+            data = json.loads(cache_file.read_text())
+            if data.get("fingerprint") == stamp:
+                cached = data["plans"]
+        except (ValueError, KeyError, TypeError):
+            cached = {}  # a damaged cache is only a slower start
+    missing = [s for s in specs if _key(s.overrides, config_dir) not in cached]
+    if missing:
+        for spec, facts in zip(missing, resolver([s.overrides for s in missing], config_dir)):
+            cached[_key(spec.overrides, config_dir)] = facts
+        if cache_file is not None:
+            _write_atomic(cache_file, {"fingerprint": stamp, "plans": cached})
+    plans = []
+    for spec in specs:
+        facts = cached[_key(spec.overrides, config_dir)]
+        plans.append(
+            XPPlan(
+                name=spec.name,
+                sig=facts["sig"],
+                overrides=spec.overrides,
+                epochs=facts["epochs"],
+                evaluate_every=facts["evaluate_every"],
+                generate_every=facts["generate_every"],
+                manifests=tuple(facts["manifests"]),
+            )
+        )
+    return plans
+
+
+def by_signature(plans: Sequence[XPPlan]) -> dict[str, XPPlan]:
+    """Index plans by signature; two names for one signature share its jobs (first wins)."""
+    index: dict[str, XPPlan] = {}
+    for plan in plans:
+        index.setdefault(plan.sig, plan)
+    return index
+
+
+def plan_to_dict(plan: XPPlan) -> dict:
+    """A plain dict of the plan (for `audioflow` summaries and JSON output)."""
+    return asdict(plan)

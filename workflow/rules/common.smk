@@ -1,0 +1,156 @@
+# Shared setup of the audioflow workflow: XP plans, output paths and input functions.
+# Included by the Snakefile; the planning logic itself lives in audioflow.workflow.
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import audioflow
+from audioflow.config import ConfigError, cluster_config
+from audioflow.workflow.epochs import chunk_end, train_dependencies
+from audioflow.workflow.plan import by_signature, resolve_plans
+from audioflow.workflow.xps import GridError, xp_specs
+from snakemake.exceptions import WorkflowError
+
+# Stage commands call `audioflow` and `torchrun` from the environment snakemake runs in,
+# even when that environment (e.g. .venv) is not activated in the shell.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+STAGE_RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "gpus": 0, "nodes": 1, "nproc_per_node": 1}
+CLUSTER = cluster_config()
+XPS_DIR = f"{CLUSTER['xp_root']}/xps"
+XP_LOGS_DIR = f"{CLUSTER['xp_root']}/logs/xps"
+REFERENCE_DIR = str(CLUSTER["reference_dir"])
+EPOCHS_PER_JOB = config["train"]["epochs_per_job"]
+
+
+def stage_resources(stage):
+    """Resources of a stage's jobs: the config's values over the defaults."""
+    return {**STAGE_RESOURCE_DEFAULTS, **config["resources"].get(stage, {})}
+
+
+def _load_plans():
+    package_root = Path(audioflow.__file__).resolve().parent
+    try:
+        specs = xp_specs(config["xps"], config["grids"], Path.cwd())
+        return resolve_plans(
+            specs,
+            config_dir=config["config_dir"],
+            cache_file=Path(".snakemake/audioflow/plans.json"),
+            # The signing code and the shipped config groups decide every plan.
+            watched=[package_root.parents[1] / "config", package_root / "config"],
+        )
+    except (GridError, ConfigError) as exc:
+        raise WorkflowError(f"audioflow workflow config: {exc}") from None
+
+
+PLANS = _load_plans()
+BY_SIG = by_signature(PLANS)
+BY_NAME = {plan.name: plan for plan in PLANS}
+
+
+def _published():
+    published = {}
+    for item in config["publish"]:
+        if item["xp"] not in BY_NAME:
+            known = ", ".join(sorted(BY_NAME)) or "none"
+            raise WorkflowError(
+                f"audioflow workflow config: publish names XP {item['xp']!r}, which is not "
+                f"declared in xps/grids (known: {known})"
+            )
+        published[item["as"]] = BY_NAME[item["xp"]].sig
+    return published
+
+
+PUBLISHED = _published()
+
+
+def marker(sig, stage, epoch):
+    """The completion marker the solver writes last when a stage of an epoch is done."""
+    return f"{XPS_DIR}/{sig}/stages/{stage}_{epoch}.json"
+
+
+def plan_of(wildcards):
+    try:
+        return BY_SIG[wildcards.sig]
+    except KeyError:
+        raise WorkflowError(
+            f"no XP with signature {wildcards.sig} in the workflow config: declare it in "
+            "config/workflow.yaml (xps or grids)"
+        ) from None
+
+
+def train_inputs(wildcards):
+    """Train job [S, E]: the manifests, train S-1 (its checkpoint) and valid S-2."""
+    plan = plan_of(wildcards)
+    try:
+        previous, valid = train_dependencies(int(wildcards.epoch), plan.epochs, EPOCHS_PER_JOB)
+    except ValueError as exc:
+        raise WorkflowError(f"XP {plan.sig} ({plan.name}): {exc}") from None
+    inputs = {"manifests": list(plan.manifests)}
+    if previous is not None:
+        inputs["previous"] = marker(plan.sig, "train", previous)
+    if valid is not None:
+        inputs["valid"] = marker(plan.sig, "valid", valid)
+    return inputs
+
+
+def valid_inputs(wildcards):
+    """Valid E: the train job that produced epoch E and valid E-1 (best state in order)."""
+    plan = plan_of(wildcards)
+    epoch = int(wildcards.epoch)
+    if not 1 <= epoch <= plan.epochs:
+        raise WorkflowError(f"XP {plan.sig} ({plan.name}) has no epoch {epoch}")
+    inputs = {"train": marker(plan.sig, "train", chunk_end(epoch, plan.epochs, EPOCHS_PER_JOB))}
+    if epoch > 1:
+        inputs["previous"] = marker(plan.sig, "valid", epoch - 1)
+    return inputs
+
+
+def best_state_inputs(wildcards):
+    """Evaluate/generate E use the best state as of epoch E: valid E must be done."""
+    return {"valid": marker(plan_of(wildcards).sig, "valid", wildcards.epoch)}
+
+
+def publish_inputs(wildcards):
+    """Publishing an XP waits for all its stages of the last epoch."""
+    plan = BY_SIG[PUBLISHED[wildcards.name]]
+    return [marker(plan.sig, stage, plan.epochs) for stage in ("valid", "evaluate", "generate")]
+
+
+def run_overrides(wildcards):
+    """The `audioflow run` arguments that name the XP (shell-quoted)."""
+    plan = plan_of(wildcards)
+    extra = ["--config-dir", config["config_dir"]] if config["config_dir"] else []
+    return shlex.join([*plan.overrides, *extra])
+
+
+def launch(stage, command):
+    """Shell command running `audioflow COMMAND` through the configured launcher.
+
+    The job name and labels carry the signature, stage and epoch (for Kubernetes names,
+    labels and metrics); resources come from the rule so profiles can change them.
+    """
+    return (
+        "audioflow launch --launcher {config[launcher]} --name af-{wildcards.sig}-%s-{wildcards.epoch}"
+        " --nodes {resources.nodes} --nproc-per-node {resources.nproc_per_node}"
+        " --gpus {resources.gpu} --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
+        " --label sig={wildcards.sig} --label stage=%s --label epoch={wildcards.epoch}"
+        " -- %s" % (stage, stage, command)
+    )
+
+
+def all_targets():
+    """Every marker of every declared XP, and every published reference model."""
+    targets = []
+    for plan in BY_SIG.values():
+        for stage in ("valid", "evaluate", "generate"):
+            targets += [marker(plan.sig, stage, e) for e in plan.stage_epochs(stage)]
+    targets += [f"{REFERENCE_DIR}/{name}" for name in PUBLISHED]
+    return targets
+
+
+wildcard_constraints:
+    sig="[0-9a-f]{8}",
+    epoch="[0-9]+",

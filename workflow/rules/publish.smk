@@ -1,0 +1,28 @@
+# Publish rule: exports the best model of each XP listed under `publish` in the workflow
+# config to <reference_dir>/<as>/ (model.th, config.yaml, metadata.json), where
+# //reference/<as> finds it (e.g. `audioflow codec decode ... --model //reference/<as>`).
+
+
+rule publish:
+    input:
+        publish_inputs,
+    output:
+        directory(f"{REFERENCE_DIR}/{{name}}"),
+    log:
+        "logs/reference/{name}.log",
+    params:
+        sig=lambda wildcards: PUBLISHED[wildcards.name],
+    threads: stage_resources("publish")["threads"]
+    resources:
+        mem_mb=stage_resources("publish")["mem_mb"],
+        gpu=0,
+        nodes=1,
+        nproc_per_node=1,
+    # Exported beside the final folder and renamed, so a reference is never half-written.
+    shell:
+        "rm -rf {output}.tmp && "
+        "audioflow launch --launcher {config[launcher]} --name af-{params.sig}-publish-{wildcards.name}"
+        " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
+        " --label sig={params.sig} --label stage=publish"
+        " -- export {params.sig} -o {output}.tmp"
+        " && mv {output}.tmp {output}"
