@@ -16,9 +16,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "compose": "compose",
-    "signature": "signature",
-    "signatures": "signature",
+    "compose": "composition",
+    "signature": "signing",
+    "signatures": "signing",
     "get_xp": "folder",
     "xp_from_sig": "folder",
     "xp_root": "teams",

@@ -1,0 +1,141 @@
+"""XP signatures with Dora's semantics.
+
+The signature of an override list is built from its *delta*: every group choice as given
+(it counts even when it equals the default, as in Dora), plus every key whose value in the
+final config differs from the config composed with the group choices alone (``+key``
+additions included, deleted keys as ``~key``). Keys matching an fnmatch pattern of
+``xp.exclude`` are left out. The delta, sorted, is dumped as JSON with sorted keys and
+hashed with sha1; the signature is the first 8 hex characters.
+
+Sorting the delta makes the order of the overrides irrelevant (Dora keeps argv order).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from .composition import compose_parts, fingerprint, search_dirs
+
+SIG_LENGTH = 8
+
+
+def flatten(container: Any, prefix: str = "") -> dict[str, Any]:
+    """Leaf values of a plain container by dotted key; lists and empty dicts are leaves."""
+    if isinstance(container, dict) and container:
+        flat: dict[str, Any] = {}
+        for key, value in container.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: container}
+
+
+def plain(cfg: DictConfig, resolve: bool = False) -> dict:
+    """``cfg`` as plain dicts/lists; ``???`` values stay the string ``???``."""
+    return OmegaConf.to_container(cfg, resolve=resolve, throw_on_missing=False)
+
+
+def is_excluded(key: str, patterns: Iterable[str]) -> bool:
+    """Whether a dotted key (``~key`` for a deletion) matches one of the fnmatch patterns."""
+    bare = key.lstrip("~")
+    return any(fnmatch.fnmatchcase(bare, pattern) for pattern in patterns)
+
+
+def exclude_patterns(cfg: DictConfig) -> list[str]:
+    """The ``xp.exclude`` patterns of a config (none when the key is absent)."""
+    patterns = OmegaConf.select(cfg, "xp.exclude", default=None)
+    return [str(p) for p in patterns] if patterns is not None else []
+
+
+def diff_flat(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{key: (old, new)}`` for every dotted key that differs between two flat configs.
+
+    A key missing on one side shows as None there; a key whose section was replaced by a
+    value (or the reverse) is reported once, under the key itself.
+    """
+    changes = {}
+    for key in sorted(set(old) | set(new)):
+        if old.get(key, _ABSENT) == new.get(key, _ABSENT):
+            continue
+        changes[key] = (old.get(key), new.get(key))
+    return changes
+
+
+_ABSENT = object()
+
+
+def compute_delta(
+    groups: list[tuple[str, Any]], base: DictConfig, cfg: DictConfig
+) -> list[tuple[str, Any]]:
+    """The (key, value) pairs that identify an XP, sorted, excluded keys left out.
+
+    Args:
+        groups: the group choices as given.
+        base: the config composed with the group choices alone.
+        cfg: the final config.
+    """
+    patterns = exclude_patterns(cfg)
+    flat_base, flat_cfg = flatten(plain(base)), flatten(plain(cfg))
+    delta = list(groups)
+    for key, value in flat_cfg.items():
+        if flat_base.get(key, _ABSENT) != value:
+            delta.append((key, value))
+    for key in flat_base:
+        # A key only counts as deleted when no part of it is left (not when it was
+        # replaced by a section, e.g. `optim_sches: null` -> `+optim_sches.gen...`).
+        if key not in flat_cfg and not any(k.startswith(key + ".") for k in flat_cfg):
+            delta.append(("~" + key, None))
+    delta = [(k, v) for k, v in delta if not is_excluded(k, patterns)]
+    return sorted(delta, key=lambda kv: (kv[0], json.dumps(kv[1], sort_keys=True)))
+
+
+def sign(delta: list[tuple[str, Any]]) -> str:
+    """The signature of a delta: sha1 of its sorted JSON, first 8 hex characters."""
+    text = json.dumps([list(kv) for kv in delta], sort_keys=True)
+    return hashlib.sha1(text.encode("utf8")).hexdigest()[:SIG_LENGTH]
+
+
+def signature(overrides: Iterable[str] = (), config_dir: str | os.PathLike | None = None) -> str:
+    """The signature of the XP defined by ``overrides``.
+
+    Raises:
+        ConfigError: the overrides do not compose (see :func:`audioflow.config.compose`).
+    """
+    parts = compose_parts(overrides, config_dir)
+    return sign(compute_delta(parts.groups, parts.base, parts.cfg))
+
+
+_SIG_CACHE: dict[tuple, str] = {}
+
+
+def signatures(
+    override_lists: Iterable[Iterable[str]], config_dir: str | os.PathLike | None = None
+) -> list[str]:
+    """Signatures of many XPs at once, for planning (the workflow, grids).
+
+    The config folders are scanned once, Hydra composes once per distinct set of group
+    choices, and each signature is cached for the life of the process (keyed by the
+    config files' fingerprint, so an edited default is seen).
+
+    Raises:
+        ConfigError: the first override list that does not compose.
+    """
+    dirs = search_dirs(config_dir)
+    stamp = fingerprint(dirs)
+    sigs = []
+    for overrides in override_lists:
+        overrides = [str(o) for o in overrides]
+        key = (tuple(map(str, dirs)), stamp, tuple(overrides))
+        sig = _SIG_CACHE.get(key)
+        if sig is None:
+            parts = compose_parts(overrides, dirs=dirs, stamp=stamp)
+            sig = sign(compute_delta(parts.groups, parts.base, parts.cfg))
+            _SIG_CACHE[key] = sig
+        sigs.append(sig)
+    return sigs
