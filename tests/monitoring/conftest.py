@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING_DIR = REPO / "k8s" / "monitoring"
@@ -89,5 +92,58 @@ def pushgateway(tmp_path):
         wait_http(url + "/-/ready", proc)
         yield url
     finally:
+        stop(proc)
+        log.close()
+
+
+def local_scrape_config(target_port: int, out_dir: Path) -> Path:
+    """A temp copy of the shipped local scrape config aimed at one port, scraping every 1 s."""
+    config = yaml.safe_load((MONITORING_DIR / "prometheus-local.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["global"]["evaluation_interval"] = "1s"
+    for job in config["scrape_configs"]:
+        job["static_configs"] = [{"targets": [f"127.0.0.1:{target_port}"]}]
+    path = out_dir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def prom_query(base_url: str, query: str) -> dict:
+    """Run an instant query through Prometheus' HTTP API; returns its ``data``."""
+    url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    try:
+        body = json.loads(http_get(url))
+    except urllib.error.HTTPError as exc:  # a bad query answers 400 with a JSON error
+        body = json.loads(exc.read().decode())
+    assert body["status"] == "success", f"{query}: {body.get('error')}"
+    return body["data"]
+
+
+@pytest.fixture
+def start_prometheus(prometheus_bin, tmp_path):
+    """Start a real Prometheus on 127.0.0.1 scraping one local port; returns its base URL."""
+    procs: list[tuple[subprocess.Popen, object]] = []
+
+    def start(target_port: int) -> str:
+        config = local_scrape_config(target_port, tmp_path)
+        port = free_port()
+        log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [
+                prometheus_bin,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append((proc, log))
+        url = f"http://127.0.0.1:{port}"
+        wait_http(url + "/-/ready", proc)
+        return url
+
+    yield start
+    for proc, log in procs:
         stop(proc)
         log.close()

@@ -1,0 +1,96 @@
+"""A real Prometheus scrapes a short training run and answers queries about it."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from audioflow.monitoring.stage import StageMonitor
+
+from .conftest import free_port, prom_query
+from .test_dashboard import dashboard_exprs
+
+SIG = "0c0ffee0"
+UPDATES = 12
+BATCH = 4
+
+
+def train(monitor: StageMonitor) -> float:
+    """Fit a tiny regression with Adam, reporting every update; returns the last loss."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 1)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda step: 1.0 / (1 + step))
+    data = [(torch.randn(BATCH, 8), torch.randn(BATCH, 1)) for _ in range(UPDATES)]
+    monitor.set_epoch(1)
+    begin = time.monotonic()
+    for i, (x, y) in enumerate(data):
+        start = time.monotonic()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        sched.step()
+        done = (i + 1) / UPDATES
+        elapsed = time.monotonic() - begin
+        monitor.update(
+            losses={"mse": loss.item()},
+            lrs={"main": sched.get_last_lr()[0]},
+            samples=BATCH,
+            update_seconds=time.monotonic() - start,
+            data_wait_seconds=0.0,
+            progress=done,
+            eta_seconds=elapsed / done * (1 - done),
+        )
+    return loss.item()
+
+
+def wait_for(base_url: str, query: str, expected: float, timeout: float = 30.0) -> float:
+    """Poll an instant query until its single value equals ``expected``."""
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        result = prom_query(base_url, query)["result"]
+        if result:
+            value = float(result[0]["value"][1])
+            if value == pytest.approx(expected, rel=1e-6):
+                return value
+        time.sleep(0.5)
+    pytest.fail(f"{query} = {value}, expected {expected} within {timeout} s")
+
+
+def grafana_to_promql(expr: str) -> str:
+    """Replace Grafana's dashboard variables by what Grafana would send."""
+    expr = expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def test_prometheus_reads_back_loss_and_update_counters(start_prometheus):
+    port = free_port()
+    monitor = StageMonitor(SIG, "train", rank=0, port=port, pushgateway=None)
+    monitor.start()
+    try:
+        prometheus = start_prometheus(port)
+        last_loss = train(monitor)
+        sel = f'signature="{SIG}",stage="train",rank="0"'
+        wait_for(prometheus, f"audioflow_updates_total{{{sel}}}", UPDATES)
+        wait_for(prometheus, f"audioflow_samples_total{{{sel}}}", UPDATES * BATCH)
+        wait_for(prometheus, f'audioflow_loss{{{sel},loss="mse"}}', last_loss)
+        wait_for(prometheus, f"audioflow_progress_ratio{{{sel}}}", 1.0)
+        wait_for(prometheus, f'up{{job="audioflow",instance="127.0.0.1:{port}"}}', 1.0)
+        lr = prom_query(prometheus, f'audioflow_learning_rate{{{sel},optimizer="main"}}')
+        assert float(lr["result"][0]["value"][1]) == pytest.approx(1e-2 / (1 + UPDATES))
+        # Every dashboard query parses and runs on this Prometheus.
+        answers = {}
+        for expr in dashboard_exprs():
+            data = prom_query(prometheus, grafana_to_promql(expr))
+            assert data["resultType"] == "vector", expr
+            answers[expr] = data["result"]
+        (loss_panel,) = (r for e, r in answers.items() if e.startswith("audioflow_loss{"))
+        assert [s["metric"]["loss"] for s in loss_panel] == ["mse"]
+    finally:
+        monitor.finish(success=True)
