@@ -1,0 +1,79 @@
+"""Scan audio folders into a gzipped JSONL manifest (one line per file) and a rejects file.
+
+Example: audioflow manifest /data/speech -o data/speech/manifest.jsonl.gz
+
+Headers are probed in parallel processes; sidecar <file>.json fields and <file>.txt
+(as "text") are merged into each line. Rerunning with the same output reuses the
+entries of files whose size and mtime did not change. Unreadable files (empty,
+truncated, not audio, unsupported) are listed with a reason in the rejects file
+(default: beside the manifest) and never stop the scan. See docs/data.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("roots", nargs="+", metavar="ROOT", help="folders or files to scan")
+    parser.add_argument("-o", "--output", required=True, help="manifest to write (.jsonl.gz)")
+    parser.add_argument(
+        "--rejects", help="rejects file (default: <manifest>.rejects.jsonl beside the manifest)"
+    )
+    parser.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="only scan files matching GLOB (repeatable; default: audio extensions)",
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="skip files/folders"
+    )
+    parser.add_argument(
+        "--previous", help="manifest to reuse unchanged entries from (default: --output)"
+    )
+    parser.add_argument("--full", action="store_true", help="probe every file again, reuse none")
+    parser.add_argument("-j", "--workers", type=int, help="probe processes (default: all CPUs)")
+    parser.add_argument(
+        "--no-tail-check",
+        action="store_true",
+        help="skip the last-frame read that catches truncated FLAC/Ogg/MP3 files (faster)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from audioflow.data.manifest import build_manifest
+
+    if args.workers is not None and args.workers < 1:
+        print(f"--workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
+    try:
+        report = build_manifest(
+            args.roots,
+            args.output,
+            include=args.include,
+            exclude=args.exclude,
+            rejects=args.rejects,
+            previous=args.previous,
+            reuse=not args.full,
+            workers=args.workers,
+            check_tail=not args.no_tail_check,
+        )
+    except FileNotFoundError as err:
+        print(f"manifest: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"manifest: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"{report.output}: {report.entries} files ({report.reused} reused, {report.probed} probed)"
+        f", {len(report.rejects)} rejected in {report.seconds:.2f}s"
+    )
+    if report.rejects:
+        for path, reason in report.rejects[:5]:
+            print(f"  rejected {path}: {reason}", file=sys.stderr)
+        more = len(report.rejects) - 5
+        tail = f" (+{more} more)" if more > 0 else ""
+        print(f"  all rejects{tail}: {report.rejects_file}", file=sys.stderr)
+    return 0

@@ -1,0 +1,272 @@
+"""Build, write and read manifests: one JSON line per audio file, gzipped, sorted by path.
+
+A manifest stores each path relative to its own folder when the file lies under it (so
+a dataset folder can move or be mapped to another mount as a whole) and absolute
+otherwise. Writing is deterministic (sorted lines, gzip mtime 0) so an unchanged scan
+gives a byte-identical file that DVC and the workflow see as unchanged.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from audioflow.data.probe import CORE_KEYS, probe_chunk, read_sidecars
+from audioflow.data.scan import DEFAULT_INCLUDE, FoundFile, walk_audio
+
+# Below this many files to probe, a process pool costs more than it saves.
+_MIN_FILES_FOR_POOL = 256
+
+
+@dataclass
+class ManifestReport:
+    """What a scan did.
+
+    Attributes:
+        output: the manifest written.
+        entries: number of files in the manifest.
+        probed: files whose headers were read this time.
+        reused: files taken from the previous manifest (size and mtime unchanged).
+        rejects: ``(path, reason)`` of every file left out.
+        seconds: wall time of the scan.
+        rejects_file: where the rejects were written (None if not written).
+    """
+
+    output: Path
+    entries: int = 0
+    probed: int = 0
+    reused: int = 0
+    rejects: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    rejects_file: Path | None = None
+
+
+def default_rejects_path(output: str | Path) -> Path:
+    """``x/manifest.jsonl.gz`` -> ``x/manifest.rejects.jsonl``."""
+    output = Path(output)
+    name = output.name
+    for suffix in (".gz", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return output.with_name(name + ".rejects.jsonl")
+
+
+def _relative_to(path: str, folder: str) -> str:
+    prefix = folder.rstrip(os.sep) + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def write_jsonl(path: str | Path, rows: list[dict], relative_key: str | None = "path") -> None:
+    """Write rows as JSON lines atomically (temp file, fsync, rename); gzip if ``.gz``.
+
+    Args:
+        path: destination; its folder is created if missing.
+        rows: dicts written in the given order.
+        relative_key: key holding a path to store relative to the file's folder.
+    """
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = str(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            # filename="" and mtime=0 keep the gzip header free of the temp name and the clock.
+            out = (
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
+                if path.suffix == ".gz"
+                else raw
+            )
+            lines = []
+            for row in rows:
+                if relative_key and relative_key in row:
+                    row = {**row, relative_key: _relative_to(row[relative_key], folder)}
+                lines.append(json.dumps(row, ensure_ascii=False))
+            out.write(("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
+            if out is not raw:
+                out.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_manifest(path: str | Path) -> list[dict]:
+    """Read a manifest; relative paths are resolved against the manifest's folder.
+
+    Args:
+        path: a ``.jsonl.gz`` (or plain ``.jsonl``) manifest.
+
+    Returns:
+        The entries, each with an absolute ``path``.
+
+    Raises:
+        FileNotFoundError: no such manifest.
+        ValueError: a line is not a JSON object with a ``path`` (message names file and line).
+    """
+    path = Path(path).absolute()
+    opener = gzip.open if path.suffix == ".gz" else open
+    folder = str(path.parent)
+    entries = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                rel = entry["path"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(
+                    f"{path}:{lineno}: not a manifest line (a JSON object with a 'path'); "
+                    "rebuild it with `audioflow manifest`"
+                ) from None
+            if not os.path.isabs(rel):
+                entry["path"] = os.path.join(folder, rel)
+            entries.append(entry)
+    return entries
+
+
+def _probe_all(
+    todo: list[FoundFile], workers: int, check_tail: bool, progress
+) -> list[tuple[str, dict | None, str | None]]:
+    """Probe files in a process pool, in chunks so each round trip carries many files."""
+    if workers <= 1 or len(todo) < _MIN_FILES_FOR_POOL:
+        results = []
+        for start in range(0, len(todo), 64):
+            chunk = todo[start : start + 64]
+            results.extend(probe_chunk(chunk, check_tail))
+            progress.update(len(chunk))
+        return results
+    # ~8 chunks per worker balances load while keeping per-chunk overhead negligible.
+    size = max(16, min(2048, len(todo) // (workers * 8)))
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    # fork starts workers in milliseconds; spawn would re-import soundfile in each.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    results = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(partial(probe_chunk, check_tail=check_tail), c): c for c in chunks}
+        for future in as_completed(futures):
+            results.extend(future.result())
+            progress.update(len(futures[future]))
+    return results
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def build_manifest(
+    roots: list[str | Path],
+    output: str | Path,
+    *,
+    include: list[str] | tuple[str, ...] | None = None,
+    exclude: list[str] | tuple[str, ...] = (),
+    rejects: str | Path | None = None,
+    previous: str | Path | None = None,
+    reuse: bool = True,
+    workers: int | None = None,
+    check_tail: bool = True,
+    progress: bool | None = None,
+) -> ManifestReport:
+    """Scan audio folders into a manifest and a rejects file.
+
+    Args:
+        roots: folders or files to scan (links are followed).
+        output: manifest path (``.jsonl.gz``).
+        include: globs of files to scan (default: audio extensions, see ``scan``).
+        exclude: globs of files or folders to skip.
+        rejects: rejects file (default: ``<output stem>.rejects.jsonl`` beside the manifest).
+        previous: manifest whose entries are reused when size and mtime are unchanged
+            (default: ``output`` itself when it exists).
+        reuse: set False to probe every file again.
+        workers: probe processes (default: the CPUs this process may use).
+        check_tail: read the last frame of compressed files to catch truncation.
+        progress: show a progress bar (default: when stderr is a terminal).
+
+    Returns:
+        A ManifestReport.
+
+    Raises:
+        FileNotFoundError: a root does not exist.
+        ValueError: no usable audio file was found (no manifest is written then).
+    """
+    from tqdm import tqdm
+
+    began = time.perf_counter()
+    output = Path(output).absolute()
+    found = walk_audio(roots, DEFAULT_INCLUDE if include is None else include, exclude)
+    if not found:
+        raise ValueError(
+            f"no audio files under {', '.join(map(str, roots))} "
+            f"(include={list(include or DEFAULT_INCLUDE)[:4]}..., exclude={list(exclude)})"
+        )
+    previous = Path(previous) if previous is not None else output
+    old: dict[str, dict] = {}
+    if reuse and previous.exists():
+        try:
+            old = {e["path"]: e for e in read_manifest(previous)}
+        except (ValueError, OSError, EOFError):
+            old = {}  # a broken previous manifest only costs a full probe
+
+    report = ManifestReport(output=output)
+    entries: dict[str, dict] = {}
+    todo: list[FoundFile] = []
+    reused_rejects: list[tuple[str, str]] = []
+    for f in found:
+        prev = old.get(f.path)
+        if prev is not None and prev.get("size") == f.size and prev.get("mtime") == f.mtime:
+            entry = {k: prev[k] for k in CORE_KEYS if k in prev}
+            try:
+                # Sidecars are re-read: editing labels must not require touching the audio.
+                entry.update(read_sidecars(f.path, f.has_json, f.has_txt))
+            except ValueError as err:
+                reused_rejects.append((f.path, str(err)))
+                continue
+            entries[f.path] = entry
+        else:
+            todo.append(f)
+    report.reused = len(entries)
+    report.probed = len(todo)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(
+        total=len(found),
+        initial=len(found) - len(todo),
+        unit="file",
+        desc="probe",
+        disable=not show,
+    )
+    with bar:
+        results = _probe_all(todo, workers or _default_workers(), check_tail, bar)
+    for path, entry, reason in results:
+        if entry is not None:
+            entries[path] = entry
+        else:
+            report.rejects.append((path, reason))
+    report.rejects.extend(reused_rejects)
+    report.rejects.sort()
+    report.entries = len(entries)
+
+    report.rejects_file = Path(rejects) if rejects is not None else default_rejects_path(output)
+    write_jsonl(report.rejects_file, [{"path": p, "reason": r} for p, r in report.rejects])
+    if not entries:
+        raise ValueError(
+            f"none of the {len(found)} files found is usable; reasons in {report.rejects_file}"
+        )
+    write_jsonl(output, [entries[p] for p in sorted(entries)])
+    report.seconds = time.perf_counter() - began
+    return report

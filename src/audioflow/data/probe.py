@@ -1,0 +1,156 @@
+"""Probe one audio file: header fields from libsndfile, sidecar metadata, or a reject reason.
+
+Probing reads headers only. Truncation is caught without decoding: for PCM containers
+libsndfile logs a data chunk larger than the file; for compressed ones (FLAC, Ogg, MP3)
+one seek to the last frame fails or comes back empty when the file was cut short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import soundfile as sf
+
+from audioflow.data.scan import UNSUPPORTED_EXTENSIONS, FoundFile
+
+# Manifest keys owned by the probe; sidecar metadata cannot override them.
+CORE_KEYS = (
+    "path", "duration", "sample_rate", "channels", "frames", "size", "mtime", "format", "subtype",
+)  # fmt: skip
+# Formats that store a frame count in the header; a truncated body is caught by a
+# one-frame read at the end instead of the data-chunk size check of PCM containers.
+_COMPRESSED_FORMATS = {"FLAC", "OGG", "MP3", "MPEG"}
+_DATA_CHUNK_SHORT = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
+# First bytes of the containers libsndfile reads; tells "truncated audio" from "not audio".
+_MAGIC = {
+    b"RIFF": "WAV", b"RIFX": "WAV", b"RF64": "RF64", b"fLaC": "FLAC", b"OggS": "OGG",
+    b"ID3": "MP3", b"FORM": "AIFF", b".snd": "AU", b"caff": "CAF", b"riff": "W64",
+}  # fmt: skip
+
+
+def _container_of(path: str) -> str | None:
+    """Name of the audio container the first bytes announce, or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "MP3"  # bare MPEG frame sync, no ID3 tag
+    return None
+
+
+def _open_error_reason(path: str, size: int, err: Exception) -> str:
+    message = str(err).split(": ", 1)[-1].strip()
+    container = _container_of(path)
+    if container is None:
+        return f"not audio: libsndfile says '{message}'"
+    lowered = message.lower()
+    if size >= 512 and ("unimplemented" in lowered or "not supported" in lowered):
+        return f"unsupported: {container} encoding libsndfile cannot decode ('{message}')"
+    return f"truncated: {container} header unreadable ('{message}')"
+
+
+def read_sidecars(path: str, has_json: bool, has_txt: bool) -> dict:
+    """Metadata from ``<file>.json`` (an object) and ``<file>.txt`` (as ``text``).
+
+    Args:
+        path: the audio file.
+        has_json: read ``<path>.json``.
+        has_txt: read ``<path>.txt``.
+
+    Returns:
+        The sidecar fields, ``text`` last so the .txt file wins over a ``text`` JSON key.
+
+    Raises:
+        ValueError: a sidecar is not valid UTF-8 JSON object / text (message names it).
+    """
+    meta: dict = {}
+    if has_json:
+        name = os.path.basename(path) + ".json"
+        try:
+            with open(path + ".json", encoding="utf-8") as f:
+                data = json.load(f)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"sidecar {name}: invalid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"sidecar {name}: must hold a JSON object, not {type(data).__name__}")
+        meta.update((k, v) for k, v in data.items() if k not in CORE_KEYS)
+    if has_txt:
+        try:
+            with open(path + ".txt", encoding="utf-8") as f:
+                meta["text"] = f.read().strip()
+        except (UnicodeDecodeError, OSError) as err:
+            raise ValueError(f"sidecar {os.path.basename(path)}.txt: unreadable ({err})") from None
+    return meta
+
+
+def probe_file(found: FoundFile, check_tail: bool = True) -> tuple[dict | None, str | None]:
+    """Probe one file.
+
+    Args:
+        found: the file and its stat fields from the walk.
+        check_tail: read the last frame of compressed files to catch truncation.
+
+    Returns:
+        ``(entry, None)`` for a usable file (absolute path; sidecar fields merged) or
+        ``(None, reason)`` where reason starts with empty/truncated/not audio/unsupported/
+        sidecar.
+    """
+    path = found.path
+    if found.size == 0:
+        return None, "empty: 0 bytes"
+    ext = os.path.splitext(path)[1].lower()
+    if ext in UNSUPPORTED_EXTENSIONS:
+        return None, f"unsupported: libsndfile cannot read '{ext}' files; convert them to FLAC"
+    try:
+        with sf.SoundFile(path) as snd:
+            frames, rate, channels = snd.frames, snd.samplerate, snd.channels
+            fmt, subtype = snd.format, snd.subtype
+            if frames <= 0:
+                return None, "empty: the header declares no audio frames"
+            if fmt in _COMPRESSED_FORMATS:
+                if check_tail:
+                    snd.seek(frames - 1)
+                    if len(snd.read(1, dtype="float32")) != 1:
+                        return None, f"truncated: the last of {frames} declared frames is missing"
+            else:
+                short = _DATA_CHUNK_SHORT.search(snd.extra_info)
+                if short:
+                    declared, held = short.groups()
+                    return None, f"truncated: data chunk declares {declared} bytes, file has {held}"
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        if isinstance(err, sf.LibsndfileError) and "Error opening" in str(err):
+            return None, _open_error_reason(path, found.size, err)
+        return None, f"truncated: cannot read to the end ({err})"
+    try:
+        meta = read_sidecars(path, found.has_json, found.has_txt)
+    except ValueError as err:
+        return None, str(err)
+    entry = {
+        "path": path,
+        "duration": frames / rate,
+        "sample_rate": rate,
+        "channels": channels,
+        "frames": frames,
+        "size": found.size,
+        "mtime": found.mtime,
+        "format": fmt,
+        "subtype": subtype,
+    }
+    entry.update(meta)
+    return entry, None
+
+
+def probe_chunk(chunk: list[FoundFile], check_tail: bool = True) -> list[tuple]:
+    """Probe a chunk of files in one worker call (amortises the process-pool round trip).
+
+    Returns:
+        ``(path, entry, reason)`` per file, in the chunk's order.
+    """
+    return [(f.path, *probe_file(f, check_tail)) for f in chunk]
