@@ -1,0 +1,224 @@
+"""Builders: turn ``optim_sches`` / ``optim`` config into OptimSchedulers or a plain optimizer.
+
+The only code in audioflow.optim that reads config objects; everything it builds takes plain
+arguments. Every mistake is reported at build time as one OptimConfigError line naming the
+key and listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from .errors import OptimConfigError
+from .group import PRECISIONS, OptimSchedulerGroup
+from .scheduler import OptimScheduler, unwrap_model
+
+# `type:` values resolvable without a full dotted path (module.Class inside audioflow.optim).
+BUILTIN_TYPES = (
+    "constant.ConstantLr",
+    "exp.ExponentDecayLr",
+    "inverse_sqrt.InverseSqrtLr",
+    "noam.NoamLr",
+    "warmup.WarmupCosineLr",
+)
+# Keys the solver decides for every OptimScheduler at once.
+SOLVER_LEVEL_KEYS = {
+    "model": "it is the solver's model",
+    "distributed": "it follows the launch",
+    "accum_grad": "set optim.accum_grad",
+    "use_amp": "set optim.precision",
+    "ft_factor": "set optim.ft_factor",
+    "name": "it is the key under optim_sches",
+}
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def _plain(cfg) -> object:
+    """A DictConfig/ListConfig as plain containers (interpolations resolved); others as is."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        return cfg
+    if isinstance(cfg, DictConfig | ListConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def resolve_type(type_name: str, where: str) -> type[OptimScheduler]:
+    """``module.Class`` inside audioflow.optim, or a full dotted path to a user class.
+
+    Raises:
+        OptimConfigError: nothing importable there, or not an OptimScheduler subclass.
+    """
+    choices = f"built-in types: {', '.join(BUILTIN_TYPES)} (or a full dotted path)"
+    if not isinstance(type_name, str) or "." not in type_name:
+        raise OptimConfigError(f"{where}={type_name!r} is not module.Class; {choices}")
+    module_name, _, class_name = type_name.rpartition(".")
+    cls = None
+    for candidate in (f"audioflow.optim.{module_name}", module_name):
+        try:
+            module = importlib.import_module(candidate)
+        except ModuleNotFoundError as exc:
+            # Only "this module does not exist" means try the next; a broken user module
+            # (its own missing import) must surface as it is.
+            if exc.name is None or not candidate.startswith(exc.name):
+                raise
+            continue
+        cls = getattr(module, class_name, None)
+        if cls is not None:
+            break
+    if cls is None:
+        raise OptimConfigError(f"{where}={type_name!r} is unknown; {choices}")
+    if not (isinstance(cls, type) and issubclass(cls, OptimScheduler)):
+        raise OptimConfigError(f"{where}={type_name!r} is not an OptimScheduler subclass")
+    return cls
+
+
+def _check_claims(cfg: Mapping[str, Mapping]) -> None:
+    """Two OptimSchedulers may not update the same module (checked before building)."""
+    claims: dict[str, str] = {}
+    for name, entry in cfg.items():
+        modules = (entry.get("conf") or {}).get("updated_modules")
+        modules = [modules] if isinstance(modules, str) else list(modules or ["<whole model>"])
+        for module in modules:
+            if module == "<whole model>" and len(cfg) > 1:
+                others = ", ".join(n for n in cfg if n != name)
+                raise OptimConfigError(
+                    f"optim_sches.{name} has no updated_modules (the whole model) but {others} "
+                    "also train it; give each OptimScheduler its updated_modules"
+                )
+            other = claims.setdefault(module, name)
+            if other != name:
+                raise OptimConfigError(
+                    f"optim_sches.{other} and optim_sches.{name} both claim module {module!r}; "
+                    "each module belongs to one OptimScheduler"
+                )
+
+
+def build_optim_sches(
+    optim_sches_cfg: Mapping,
+    model: nn.Module,
+    *,
+    distributed: bool,
+    accum_grad: int = 1,
+    precision: str = "fp32",
+    ft_factor: float = 1.0,
+) -> OptimSchedulerGroup:
+    """Build the named OptimSchedulers of ``cfg.optim_sches`` as one group.
+
+    Args:
+        optim_sches_cfg: ``{name: {type: module.Class, conf: {...}}}`` (DictConfig or dict).
+        model: the model to train (DDP-wrapped or not; modules are looked up inside).
+        distributed: whether the model runs under DDP.
+        accum_grad: micro-batches per update (``optim.accum_grad``).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (``optim.precision``).
+        ft_factor: LR multiplier for every schedule (``optim.ft_factor``).
+
+    Returns:
+        The OptimSchedulerGroup the solver drives.
+
+    Raises:
+        OptimConfigError: any invalid type, key, value, module or module claimed twice.
+    """
+    cfg = _plain(optim_sches_cfg)
+    if not isinstance(cfg, Mapping) or not cfg:
+        raise OptimConfigError(
+            "optim_sches must map names to {type: module.Class, conf: {...}}; "
+            f"got {cfg!r} (see docs/optim.md)"
+        )
+    if precision not in PRECISIONS:
+        raise OptimConfigError(
+            f"optim.precision={precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}"
+        )
+    for name, entry in cfg.items():
+        if not isinstance(entry, Mapping):
+            raise OptimConfigError(f"optim_sches.{name} must be a mapping with type and conf")
+        extra = sorted(set(entry) - {"type", "conf"})
+        if extra:
+            raise OptimConfigError(
+                f"optim_sches.{name}.{extra[0]} is unknown; an entry has only: type, conf"
+            )
+        conf = entry.get("conf") or {}
+        if not isinstance(conf, Mapping):
+            raise OptimConfigError(f"optim_sches.{name}.conf must be a mapping")
+        for key in conf:
+            if key in SOLVER_LEVEL_KEYS:
+                raise OptimConfigError(
+                    f"optim_sches.{name}.conf.{key} cannot be set per OptimScheduler: "
+                    f"{SOLVER_LEVEL_KEYS[key]}"
+                )
+        if "optim_type" not in conf:
+            raise OptimConfigError(
+                f"optim_sches.{name}.conf.optim_type is required (a torch.optim class, e.g. AdamW)"
+            )
+    _check_claims(cfg)
+
+    sches = {}
+    for name, entry in cfg.items():
+        cls = resolve_type(entry.get("type"), f"optim_sches.{name}.type")
+        sches[name] = cls(
+            model=model,
+            distributed=distributed,
+            accum_grad=accum_grad,
+            use_amp=precision == "fp16",
+            ft_factor=ft_factor,
+            name=name,
+            **dict(entry.get("conf") or {}),
+        )
+    return OptimSchedulerGroup(sches, model, accum_grad=accum_grad, precision=precision)
+
+
+def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:
+    """AudioCraft-style single optimizer from ``cfg.optim``.
+
+    Args:
+        params: parameters (or param groups) to optimize; a module is accepted too.
+        optim_cfg: ``optimizer`` (adam | adamw | sgd), ``lr``, ``adam.{betas, weight_decay,
+            eps}`` for adam/adamw, optional ``sgd.{momentum, weight_decay, nesterov}``.
+
+    Returns:
+        The torch optimizer.
+
+    Raises:
+        OptimConfigError: unknown optimizer name or a missing/invalid ``lr``.
+    """
+    cfg = _plain(optim_cfg)
+    if isinstance(params, nn.Module):
+        params = unwrap_model(params).parameters()
+    name = str(cfg.get("optimizer", "")).lower()
+    if name not in OPTIMIZERS:
+        raise OptimConfigError(
+            f"optim.optimizer={cfg.get('optimizer')!r} is unknown; choose one of: "
+            f"{', '.join(OPTIMIZERS)}"
+        )
+    lr = cfg.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
+        raise OptimConfigError(f"optim.lr={lr!r}: must be a number > 0")
+    if name == "sgd":
+        sgd = dict(cfg.get("sgd") or {})
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=float(sgd.get("momentum", 0.0)),
+            weight_decay=float(sgd.get("weight_decay", 0.0)),
+            nesterov=bool(sgd.get("nesterov", False)),
+        )
+    adam = dict(cfg.get("adam") or {})
+    unknown = sorted(set(adam) - {"betas", "weight_decay", "eps"})
+    if unknown:
+        raise OptimConfigError(
+            f"optim.adam.{unknown[0]} is unknown; valid keys: betas, weight_decay, eps"
+        )
+    cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    kwargs = {"lr": lr}
+    if "betas" in adam:
+        kwargs["betas"] = tuple(float(b) for b in adam["betas"])
+    if "weight_decay" in adam:
+        kwargs["weight_decay"] = float(adam["weight_decay"])
+    if "eps" in adam:
+        kwargs["eps"] = float(adam["eps"])
+    return cls(params, **kwargs)
