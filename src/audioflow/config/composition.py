@@ -154,7 +154,8 @@ def _hydra_compose(dirs: list[Path], overrides: list[str]) -> DictConfig:
 
 
 def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = str(exc).split("Config search path:")[0]  # the rest lists Hydra's internals
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = exc.__cause__
     if cause is not None and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])

@@ -49,3 +49,17 @@ class XPLockedError(ConfigError):
 
     A config-class error: retrying at once cannot help, so the exit status is 2 too.
     """
+
+
+def report(exc: ConfigError, prog: str) -> int:
+    """Print a config error to stderr, one line per problem, and return its exit status.
+
+    Args:
+        exc: the error.
+        prog: the command name shown before each line (``audioflow sig``).
+    """
+    import sys
+
+    for line in exc.problems:
+        print(f"{prog}: {line}", file=sys.stderr)
+    return exc.exit_code

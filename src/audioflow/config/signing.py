@@ -56,18 +56,18 @@ def exclude_patterns(cfg: DictConfig) -> list[str]:
 def diff_flat(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (old, new)}`` for every dotted key that differs between two flat configs.
 
-    A key missing on one side shows as None there; a key whose section was replaced by a
-    value (or the reverse) is reported once, under the key itself.
+    A key missing on one side shows as ``"<absent>"`` there.
     """
     changes = {}
     for key in sorted(set(old) | set(new)):
         if old.get(key, _ABSENT) == new.get(key, _ABSENT):
             continue
-        changes[key] = (old.get(key), new.get(key))
+        changes[key] = (old.get(key, ABSENT), new.get(key, ABSENT))
     return changes
 
 
 _ABSENT = object()
+ABSENT = "<absent>"
 
 
 def compute_delta(

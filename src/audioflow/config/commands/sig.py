@@ -1,0 +1,31 @@
+"""Print the signature of the XP defined by OVERRIDES (8 hex characters, as Dora).
+
+Examples:
+  audioflow sig solver=compression/debug optim.lr=1e-4
+  audioflow sig --config-dir my_configs model=encodec/tiny +label=try2
+
+Exit status 2, with one line per problem, when an override is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides")
+    parser.add_argument(
+        "--config-dir", type=Path, default=None, help="config folder searched before config/"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError, report
+    from ..signing import signature
+
+    try:
+        print(signature(args.overrides, args.config_dir))
+    except ConfigError as exc:
+        return report(exc, "audioflow sig")
+    return 0

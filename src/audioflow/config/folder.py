@@ -1,0 +1,200 @@
+"""XP folders: ``<xp_root>/xps/<sig>/`` with the overrides and the fully resolved config.
+
+Unlike Dora, a folder is not silently reused when the config its overrides resolve to has
+changed since it was created (a default or a group file was edited): the difference is
+refused, key by key, unless accepted explicitly, and each acceptance is recorded in
+``drift.json`` so the folder's history stays readable.
+
+Files written here (each atomically: temp file, fsync, rename):
+``overrides.json`` (list of override strings, first creator's order), ``delta.json``
+(the signature's (key, value) pairs), ``config.yaml`` (the resolved config, written last),
+``drift.json`` (accepted drifts: time, old and new values).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from .composition import compose_parts
+from .errors import ConfigError, DriftError
+from .signing import compute_delta, diff_flat, exclude_patterns, flatten, is_excluded, sign
+from .teams import cluster_config, xp_root
+from .xp import XP
+
+XPS_DIR = "xps"
+CONFIG_FILE = "config.yaml"
+OVERRIDES_FILE = "overrides.json"
+DELTA_FILE = "delta.json"
+DRIFT_FILE = "drift.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never
+    a truncated one (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _dump_config(resolved: dict) -> str:
+    return yaml.safe_dump(resolved, sort_keys=False, default_flow_style=False)
+
+
+def _resolve(cfg) -> dict:
+    """The config with every interpolation resolved, or ConfigError naming the bad keys."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(
+            f"{key} has no value (???); set it with {key}=VALUE or choose a group option "
+            "that sets it"
+            for key in missing
+        )
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # omegaconf raises several types for bad interpolations
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"resolving the config failed: {first}; fix the interpolation") from exc
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def drift_lines(sig: str, folder: Path, changes: dict[str, tuple[Any, Any]]) -> list[str]:
+    """The refusal message: one line per differing key, then how to accept."""
+    lines = [
+        f"XP {sig}: the config now differs from {folder / CONFIG_FILE} "
+        "(a default or a group file changed since the XP was created):"
+    ]
+    lines += [f"  {key}: {_show(old)} -> {_show(new)}" for key, (old, new) in changes.items()]
+    lines.append(
+        "to continue this XP with the new config, run again with --accept-drift "
+        f"(accept_drift=True in Python; recorded in {folder / DRIFT_FILE}); "
+        "otherwise restore the old default"
+    )
+    return lines
+
+
+def _record_drift(folder: Path, changes: dict, overrides: list[str]) -> None:
+    path = folder / DRIFT_FILE
+    records = json.loads(path.read_text()) if path.exists() else []
+    records.append(
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "overrides": overrides,
+            "old": {key: old for key, (old, _) in changes.items()},
+            "new": {key: new for key, (_, new) in changes.items()},
+        }
+    )
+    atomic_write_text(path, json.dumps(records, indent=2, default=str) + "\n")
+
+
+def xp_folder(sig: str) -> Path:
+    """``<xp_root>/xps/<sig>`` for the selected team/cluster."""
+    return xp_root() / XPS_DIR / sig
+
+
+def get_xp(
+    overrides: Iterable[str] = (),
+    config_dir: str | os.PathLike | None = None,
+    accept_drift: bool = False,
+) -> XP:
+    """Compose, sign and create (or reopen) the folder of the XP defined by ``overrides``.
+
+    Args:
+        overrides: Hydra override strings.
+        config_dir: a user config folder searched before the built-in one.
+        accept_drift: continue an existing XP whose resolved config changed, recording
+            the change in ``drift.json``.
+
+    Returns:
+        The XP (sig, overrides, composed cfg, folder, delta).
+
+    Raises:
+        ConfigError: bad overrides, keys left ``???``, bad interpolations (nothing written).
+        DriftError: the folder exists and its stored config differs (excluded keys aside).
+    """
+    overrides = [str(o) for o in overrides]
+    parts = compose_parts(overrides, config_dir)
+    delta = compute_delta(parts.groups, parts.base, parts.cfg)
+    sig = sign(delta)
+    resolved = _resolve(parts.cfg)
+    folder = xp_folder(sig)
+    config_path = folder / CONFIG_FILE
+    text = _dump_config(resolved)
+    if config_path.exists():
+        stored_text = config_path.read_text()
+        try:
+            stored = yaml.safe_load(stored_text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML; restore it or clear the XP") from exc
+        patterns = exclude_patterns(parts.cfg)
+        changes = {
+            key: change
+            for key, change in diff_flat(flatten(stored), flatten(resolved)).items()
+            if not is_excluded(key, patterns)
+        }
+        if changes and not accept_drift:
+            raise DriftError(drift_lines(sig, folder, changes), changes)
+        if changes:
+            _record_drift(folder, changes, overrides)
+        if text != stored_text:
+            # Excluded keys (device, logging, ...) describe the latest run: keep them current.
+            atomic_write_text(config_path, text)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / OVERRIDES_FILE).exists():
+            atomic_write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+        atomic_write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
+        atomic_write_text(config_path, text)  # last: its presence means the folder is complete
+    return XP(sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return default
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc}); restore or delete it") from exc
+
+
+def xp_from_sig(sig: str) -> XP:
+    """Open the existing XP folder of a signature, with its stored config.
+
+    Raises:
+        ConfigError: no XP folder with that signature under the current XP root.
+    """
+    folder = xp_folder(sig)
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        entry = cluster_config()
+        raise ConfigError(
+            f"no XP '{sig}' under {entry['xp_root'] / XPS_DIR} (team {entry['team']}, cluster "
+            f"{entry['cluster']}); list XPs with `audioflow ls` or check AUDIOFLOW_XP_DIR"
+        )
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as exc:
+        raise ConfigError(f"{config_path}: unreadable ({exc}); restore or delete it") from exc
+    overrides = _read_json(folder / OVERRIDES_FILE, [])
+    delta = [tuple(kv) for kv in _read_json(folder / DELTA_FILE, [])]
+    return XP(sig=sig, overrides=list(overrides), cfg=cfg, folder=folder, delta=delta)
