@@ -1,0 +1,120 @@
+"""Compress audio to discrete codes and back with an exported codec package.
+
+  audioflow codec encode IN.wav -o CODES.th --model DIR|//reference/NAME [--codebooks N]
+  audioflow codec decode CODES.th -o OUT.wav --model DIR|//reference/NAME
+
+The input is converted to the model's channel count and sample rate. A codes file holds
+the code indices, the original length and the signature of the model that wrote it;
+decoding with a different model is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+CODES_FORMAT = "audioflow-codes-v1"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    enc = sub.add_parser("encode", help="audio file -> codes file")
+    enc.add_argument("input", help="audio file (any format soundfile reads)")
+    enc.add_argument("-o", "--output", required=True, help="codes file to write (.th)")
+    enc.add_argument(
+        "--codebooks", type=int, default=None, help="codebooks to keep (bandwidth); default: all"
+    )
+    dec = sub.add_parser("decode", help="codes file -> audio file")
+    dec.add_argument("input", help="codes file written by `audioflow codec encode`")
+    dec.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac)")
+    for p in (enc, dec):
+        p.add_argument("--model", required=True, help="package folder or //reference/NAME")
+        p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"audioflow codec: {message}", file=sys.stderr)
+    return code
+
+
+def _load_model(spec: str, device: str):
+    from audioflow.config.errors import ConfigError
+    from audioflow.config.paths import resolve_path
+    from audioflow.models.package import load_package
+
+    try:
+        folder = resolve_path(spec)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return load_package(folder, device=device)
+
+
+def encode(args) -> int:
+    import soundfile as sf
+    import torch
+
+    from audioflow.data.audio import convert_channels, resample
+
+    model, meta = _load_model(args.model, args.device)
+    try:
+        data, rate = sf.read(args.input, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        return _fail(f"{args.input}: cannot read audio ({exc})")
+    wav = torch.from_numpy(data.T.copy())  # (T, C) -> (C, T)
+    wav = resample(convert_channels(wav, model.channels), rate, model.sample_rate)
+    if args.codebooks is not None:
+        try:
+            model.set_num_codebooks(args.codebooks)
+        except ValueError as exc:
+            return _fail(f"--codebooks {args.codebooks}: {exc}")
+    codes = model.encode(wav[None].to(args.device))  # (1, K, F)
+    payload = {
+        "format": CODES_FORMAT,
+        "codes": codes.cpu().to(torch.int16 if model.cardinality <= 2**15 else torch.int32),
+        "length": int(wav.shape[-1]),
+        "sample_rate": int(model.sample_rate),
+        "signature": str(meta.get("signature", "")),
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, args.output)
+    kbps = model.quantizer.bandwidth(codes.shape[1], model.frame_rate)
+    print(f"{args.output}: {codes.shape[1]} codebooks x {codes.shape[2]} frames ({kbps:.2f} kbps)")
+    return 0
+
+
+def decode(args) -> int:
+    import soundfile as sf
+    import torch
+
+    try:
+        payload = torch.load(args.input, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign file: torch raises many types
+        return _fail(f"{args.input}: not a codes file ({type(exc).__name__})")
+    if not isinstance(payload, dict) or payload.get("format") != CODES_FORMAT:
+        return _fail(f"{args.input}: not a codes file; write one with `audioflow codec encode`")
+    model, meta = _load_model(args.model, args.device)
+    if payload["signature"] and payload["signature"] != meta.get("signature"):
+        return _fail(
+            f"{args.input} was encoded by model {payload['signature']}, not by "
+            f"{args.model} ({meta.get('signature')}); decode with the same model"
+        )
+    codes = payload["codes"].long().to(args.device)
+    wav = model.decode(codes, payload["length"])[0].cpu()  # (C, T)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(args.output, wav.clamp(-1, 1).T.numpy(), model.sample_rate)
+    print(f"{args.output}: {wav.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
+    return 0
+
+
+def main(args) -> int:
+    from audioflow.models.package import PackageError
+
+    if args.action == "encode" and not Path(args.input).is_file():
+        return _fail(f"{args.input}: no such audio file")
+    if args.action == "decode" and not Path(args.input).is_file():
+        return _fail(f"{args.input}: no such codes file")
+    try:
+        return encode(args) if args.action == "encode" else decode(args)
+    except (PackageError, ValueError) as exc:
+        return _fail(str(exc))

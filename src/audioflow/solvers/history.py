@@ -1,0 +1,65 @@
+"""Stage markers and history: what each stage of each epoch produced, on disk.
+
+``stages/<stage>_<E>.json`` holds a stage's metrics and is written last, atomically: its
+presence means the stage finished (the workflow uses it as the rule's output).
+``history.json`` is rebuilt from the markers, so stages run by separate processes (train
+epoch E+1 beside valid epoch E) all end up in it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .checkpoint import write_json
+
+STAGES = ("train", "valid", "evaluate", "generate")
+_MARKER_RE = re.compile(r"^(train|valid|evaluate|generate)_(\d+)\.json$")
+
+
+def marker_path(folder: Path, stage: str, epoch: int) -> Path:
+    """``<folder>/stages/<stage>_<epoch>.json``."""
+    return Path(folder) / "stages" / f"{stage}_{epoch}.json"
+
+
+def read_marker(folder: Path, stage: str, epoch: int) -> dict | None:
+    """The metrics of a finished stage, or None when it has not finished."""
+    path = marker_path(folder, stage, epoch)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def rebuild_history(folder: Path, extra: dict[tuple[str, int], dict] | None = None) -> list:
+    """History entries ``{"epoch": E, stage: metrics, ...}`` from every marker, by epoch.
+
+    Args:
+        folder: the XP folder.
+        extra: ``(stage, epoch) -> metrics`` not yet on disk (the stage finishing now).
+    """
+    found: dict[int, dict] = {}
+    stages_dir = Path(folder) / "stages"
+    for path in sorted(stages_dir.glob("*.json")) if stages_dir.is_dir() else []:
+        match = _MARKER_RE.match(path.name)
+        if match:
+            stage, epoch = match.group(1), int(match.group(2))
+            try:
+                found.setdefault(epoch, {})[stage] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # a marker being replaced right now; the next rebuild sees it
+    for (stage, epoch), metrics in (extra or {}).items():
+        found.setdefault(epoch, {})[stage] = metrics
+    history = []
+    for epoch in sorted(found):
+        entry = {"epoch": epoch}
+        entry.update({s: found[epoch][s] for s in STAGES if s in found[epoch]})
+        history.append(entry)
+    return history
+
+
+def finish_stage(folder: Path, stage: str, epoch: int, metrics: dict) -> None:
+    """Record a finished stage: history.json first, then the marker (the completion signal)."""
+    history = rebuild_history(folder, {(stage, epoch): metrics})
+    write_json(history, Path(folder) / "history.json")
+    write_json(metrics, marker_path(folder, stage, epoch))

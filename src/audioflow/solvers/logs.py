@@ -1,0 +1,169 @@
+"""What a running solver reports: log files per rank, TensorBoard, progress and averages."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+LOGGER_NAME = "audioflow.solver"
+_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def setup_logger(folder: Path, rank: int, level: str = "INFO") -> logging.Logger:
+    """The solver logger: ``solver.log`` (rank 0) or ``solver.<rank>.log``, rank 0 also on stderr.
+
+    Handlers from a previous solver in the same process are replaced, not stacked.
+    """
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    logger.setLevel(level)
+    logger.propagate = False
+    name = "solver.log" if rank == 0 else f"solver.{rank}.log"
+    handler = logging.FileHandler(Path(folder) / name)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
+    if rank == 0:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter(_FORMAT))
+        logger.addHandler(stream)
+    return logger
+
+
+def format_metrics(metrics: dict) -> str:
+    """``loss=0.1234 | acc=0.9`` with 4 significant digits."""
+    return " | ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, int | float))
+
+
+class Averager:
+    """Running mean of step metrics, kept as tensors so a step never waits on the device.
+
+    Its state goes into mid-epoch checkpoints, so a resumed epoch reports the same mean as
+    an uninterrupted one.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict) -> None:
+        """Add one step's metrics (tensors or numbers; non-scalars are ignored)."""
+        for key, value in metrics.items():
+            if torch.is_tensor(value):
+                if value.numel() != 1:
+                    continue
+                value = value.detach().reshape(()).to(torch.float64)
+            elif not isinstance(value, int | float):
+                continue
+            else:
+                value = torch.tensor(float(value), dtype=torch.float64)
+            if key in self.sums:
+                self.sums[key] = self.sums[key] + value.to(self.sums[key].device)
+            else:
+                self.sums[key] = value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def result(self) -> dict[str, float]:
+        """The mean of every metric seen so far, as floats."""
+        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+
+    def state_dict(self) -> dict:
+        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
+        self.sums = {k: v.to(device) if device else v for k, v in state["sums"].items()}
+        self.counts = dict(state["counts"])
+
+
+class TensorBoard:
+    """Scalars under ``<folder>/tensorboard`` (rank 0 only; the writer is created lazily)."""
+
+    def __init__(self, folder: Path, enabled: bool) -> None:
+        self.folder = Path(folder) / "tensorboard"
+        self.enabled = enabled
+        self._writer = None
+
+    def add(self, stage: str, metrics: dict[str, float], step: int) -> None:
+        if not self.enabled:
+            return
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.folder))
+        for key, value in metrics.items():
+            if isinstance(value, int | float):
+                self._writer.add_scalar(f"{stage}/{key}", value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class Progress:
+    """Progress of one stage: a tqdm bar on a terminal, periodic log lines otherwise.
+
+    Args:
+        logger: where the non-terminal lines go.
+        label: e.g. ``"train 3/10"``.
+        total: steps in the stage; ``start``: steps already done (resumed).
+        every: log/refresh period in steps.
+        enabled: False on ranks other than 0.
+    """
+
+    def __init__(self, logger, label: str, total: int, start: int, every: int, enabled: bool):
+        self.logger, self.label, self.total, self.every = logger, label, total, max(1, every)
+        self.done = start
+        self.start_done = start
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, desc=label, unit="step", leave=False)
+
+    def due_next(self) -> bool:
+        """Whether the step about to be counted should refresh the display."""
+        upcoming = self.done + 1
+        return self.enabled and (upcoming % self.every == 0 or upcoming == self.total)
+
+    def rate(self) -> float:
+        """Steps per second since the stage (re)started."""
+        elapsed = time.perf_counter() - self.t0
+        return (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> float:
+        rate = self.rate()
+        return (self.total - self.done) / rate if rate > 0 else math.inf
+
+    def step(self, metrics: dict[str, float] | None = None) -> None:
+        """Count one step; ``metrics`` (when due) are shown."""
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            if metrics is not None:
+                self.bar.set_postfix_str(format_metrics(metrics), refresh=False)
+        elif metrics is not None and self.enabled:
+            eta = self.eta()
+            eta_text = f"{eta:.0f}s" if math.isfinite(eta) else "?"
+            self.logger.info(
+                "%s | %d/%d | %s | %.2f step/s | eta %s",
+                self.label,
+                self.done,
+                self.total,
+                format_metrics(metrics),
+                self.rate(),
+                eta_text,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

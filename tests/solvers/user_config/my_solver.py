@@ -1,0 +1,113 @@
+"""A user's solver written like the MyNewSolver example of AudioCraft's TRAINING.md.
+
+A small MLP regressing a fixed random projection of synthetic inputs; it lives outside
+the audioflow package and is picked with ``solver=my_solver.MySolver --config-dir``.
+"""
+
+import os
+import signal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from audioflow import optim
+from audioflow.solvers import base
+
+
+class GlobalBatchSampler:
+    """Shuffled global batches of ``batch_size``; each rank takes its slice of every batch.
+
+    With this sampler N processes with batch B/N see the same global batches as one
+    process with batch B, which is what makes 1- and 2-process runs comparable.
+    """
+
+    def __init__(self, n, batch_size, rank, world_size, seed):
+        self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world_size
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.n, generator=gen).tolist()
+        per_rank = self.batch_size // self.world
+        for b in range(len(self)):
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield batch[self.rank * per_rank : (self.rank + 1) * per_rank]
+
+
+def _data(n, dim, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, dim, generator=gen)
+    w = torch.randn(dim, 1, generator=torch.Generator().manual_seed(1234))
+    return TensorDataset(x, x @ w + 0.1 * torch.randn(n, 1, generator=gen))
+
+
+class MySolver(base.StandardSolver):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.criterion = nn.MSELoss()
+
+    def best_metric(self):
+        return "loss"
+
+    def build_model(self):
+        toy = self.cfg.toy
+        self.model = nn.Sequential(
+            nn.Linear(toy.dim, toy.hidden),
+            nn.Tanh(),
+            nn.Dropout(toy.dropout),
+            nn.Linear(toy.hidden, 1),
+        ).to(self.device)
+        self.optimizer = optim.build_optimizer(self.model.parameters(), self.cfg.optim)
+        self.register_stateful("model", "optimizer")
+        self.register_best("model")
+        self.register_ema("model")
+
+    def build_dataloaders(self):
+        toy = self.cfg.toy
+        sampler = GlobalBatchSampler(
+            toy.n_train, self.cfg.dataset.batch_size, self.rank, self.world_size, self.cfg.seed
+        )
+        valid = DataLoader(_data(toy.n_valid, toy.dim, 7), batch_size=8)
+        self.dataloaders = {
+            "train": DataLoader(_data(toy.n_train, toy.dim, 3), batch_sampler=sampler),
+            "valid": valid,
+            "evaluate": valid,
+        }
+
+    def _global_update(self):
+        return (self.epoch - 1) * self.cfg.optim.updates_per_epoch + self._updates_done + 1
+
+    def run_step(self, idx, batch, metrics):
+        x, y = (t.to(self.device) for t in batch)
+        noise = 0.01 * torch.randn_like(x) if self.is_training else 0.0  # draws from the RNG
+        loss = self.criterion(self.model(x + noise), y)
+        if self.is_training:
+            toy, update = self.cfg.toy, self._global_update()
+            if toy.kill_at and update == toy.kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if toy.nan_from and update >= toy.nan_from and update <= (toy.nan_until or update):
+                loss = loss * float("nan")
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        metrics["loss"] = loss
+        return metrics
+
+    def evaluate(self):
+        total = 0.0
+        for x, y in self.dataloaders["evaluate"]:
+            total += float(self.criterion(self.model(x.to(self.device)), y.to(self.device)))
+        return {"loss": total / len(self.dataloaders["evaluate"])}
+
+    def generate(self):
+        self.samples_folder.mkdir(parents=True, exist_ok=True)
+        x = torch.linspace(-1, 1, 8 * self.cfg.toy.dim).reshape(8, self.cfg.toy.dim)
+        torch.save(self.model(x.to(self.device)).cpu(), self.samples_folder / "pred.th")
+        return {"samples": 8}
