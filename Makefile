@@ -20,7 +20,7 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/snakemake --cores 2
-	@$(BIN)/audioflow demo-summary 2>/dev/null || true
+	@$(BIN)/python -m audioflow.workflow.summary
 
 lint: setup
 	$(BIN)/ruff check .

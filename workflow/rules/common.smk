@@ -1,8 +1,9 @@
 # Shared setup of the audioflow workflow: XP plans, output paths and input functions.
 # Included by the Snakefile; the planning logic itself lives in audioflow.workflow.
 
-import os
+import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,7 +16,11 @@ from snakemake.exceptions import WorkflowError
 
 # Stage commands call `audioflow` and `torchrun` from the environment snakemake runs in,
 # even when that environment (e.g. .venv) is not activated in the shell.
-os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+BIN = Path(sys.executable).parent
+if shutil.which("audioflow") is None and (BIN / "audioflow").exists():
+    shell.prefix(f"export PATH={shlex.quote(str(BIN))}:$PATH; ")
+# The software every rule needs (used with `--software-deployment-method conda`).
+CONDA_ENV = "../../environment.yml"
 
 STAGE_RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "gpus": 0, "nodes": 1, "nproc_per_node": 1}
 CLUSTER = cluster_config()
@@ -23,6 +28,8 @@ XPS_DIR = f"{CLUSTER['xp_root']}/xps"
 XP_LOGS_DIR = f"{CLUSTER['xp_root']}/logs/xps"
 REFERENCE_DIR = str(CLUSTER["reference_dir"])
 EPOCHS_PER_JOB = config["train"]["epochs_per_job"]
+# Splits of the synthetic corpus the data rules may build (a regex for the wildcard).
+SPLITS = "|".join(re.escape(split) for split in config["synth"]) or "(?!)"
 
 
 def stage_resources(stage):
@@ -133,7 +140,7 @@ def launch(stage, command):
     labels and metrics); resources come from the rule so profiles can change them.
     """
     return (
-        "audioflow launch --launcher {config[launcher]} --name af-{wildcards.sig}-%s-{wildcards.epoch}"
+        "audioflow launch --launcher {params.launcher} --name af-{wildcards.sig}-%s-{wildcards.epoch}"
         " --nodes {resources.nodes} --nproc-per-node {resources.nproc_per_node}"
         " --gpus {resources.gpu} --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label sig={wildcards.sig} --label stage=%s --label epoch={wildcards.epoch}"

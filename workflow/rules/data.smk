@@ -1,5 +1,7 @@
-# Data rules: the synthetic demo corpus and the manifest of each of its splits.
-# `snakemake data/synth/train/manifest.jsonl.gz` builds one split; `snakemake` builds all.
+# Data rules: the synthetic demo corpus and the manifest of each of its splits (sizes and
+# seeds under `synth:` in config/workflow.yaml). `snakemake data/synth/train/manifest.jsonl.gz`
+# builds one split; `snakemake` builds those the XPs read. Both commands write atomically
+# (temp + rename), so a killed job never leaves an output that looks complete.
 
 
 rule synth:
@@ -8,23 +10,24 @@ rule synth:
     log:
         "logs/data/synth/{split}/audio.log",
     params:
+        launcher=config["launcher"],
         n=lambda wildcards: config["synth"][wildcards.split]["n"],
         seed=lambda wildcards: config["synth"][wildcards.split]["seed"],
+    conda:
+        CONDA_ENV
     threads: stage_resources("data")["threads"]
     resources:
         mem_mb=stage_resources("data")["mem_mb"],
         gpu=0,
         nodes=1,
         nproc_per_node=1,
-    # Written beside the final folder and renamed, so a killed job never leaves a
-    # half-written corpus that looks complete.
+    wildcard_constraints:
+        split=SPLITS,
     shell:
-        "rm -rf {output}.tmp && "
-        "audioflow launch --launcher {config[launcher]} --name af-data-synth-{wildcards.split}"
+        "audioflow launch --launcher {params.launcher} --name af-data-synth-{wildcards.split}"
         " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label stage=synth --label split={wildcards.split}"
-        " -- synth {output}.tmp --n {params.n} --seed {params.seed}"
-        " && mv {output}.tmp {output}"
+        " -- synth {output} --n {params.n} --seed {params.seed} --no-manifest --force"
 
 
 rule manifest:
@@ -35,16 +38,20 @@ rule manifest:
     log:
         "logs/data/synth/{split}/manifest.log",
     params:
-        tmp="data/synth/{split}/.manifest.tmp.jsonl.gz",
+        launcher=config["launcher"],
+        rejects="logs/data/synth/{split}/manifest.rejects.jsonl",
+    conda:
+        CONDA_ENV
     threads: stage_resources("data")["threads"]
     resources:
         mem_mb=stage_resources("data")["mem_mb"],
         gpu=0,
         nodes=1,
         nproc_per_node=1,
+    wildcard_constraints:
+        split=SPLITS,
     shell:
-        "audioflow launch --launcher {config[launcher]} --name af-data-manifest-{wildcards.split}"
+        "audioflow launch --launcher {params.launcher} --name af-data-manifest-{wildcards.split}"
         " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label stage=manifest --label split={wildcards.split}"
-        " -- manifest {input} -o {params.tmp}"
-        " && mv {params.tmp} {output}"
+        " -- manifest {input} -o {output} --rejects {params.rejects} -j {threads}"

@@ -9,7 +9,10 @@ rule evaluate:
     log:
         f"{XP_LOGS_DIR}/{{sig}}/stages/evaluate_{{epoch}}.log",
     params:
+        launcher=config["launcher"],
         overrides=run_overrides,
+    conda:
+        CONDA_ENV
     threads: stage_resources("evaluate")["threads"]
     resources:
         mem_mb=stage_resources("evaluate")["mem_mb"],

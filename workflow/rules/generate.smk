@@ -10,7 +10,10 @@ rule generate:
     log:
         f"{XP_LOGS_DIR}/{{sig}}/stages/generate_{{epoch}}.log",
     params:
+        launcher=config["launcher"],
         overrides=run_overrides,
+    conda:
+        CONDA_ENV
     threads: stage_resources("generate")["threads"]
     resources:
         mem_mb=stage_resources("generate")["mem_mb"],

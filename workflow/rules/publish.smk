@@ -11,7 +11,10 @@ rule publish:
     log:
         "logs/reference/{name}.log",
     params:
+        launcher=config["launcher"],
         sig=lambda wildcards: PUBLISHED[wildcards.name],
+    conda:
+        CONDA_ENV
     threads: stage_resources("publish")["threads"]
     resources:
         mem_mb=stage_resources("publish")["mem_mb"],
@@ -21,7 +24,7 @@ rule publish:
     # Exported beside the final folder and renamed, so a reference is never half-written.
     shell:
         "rm -rf {output}.tmp && "
-        "audioflow launch --launcher {config[launcher]} --name af-{params.sig}-publish-{wildcards.name}"
+        "audioflow launch --launcher {params.launcher} --name af-{params.sig}-publish-{wildcards.name}"
         " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label sig={params.sig} --label stage=publish"
         " -- export {params.sig} -o {output}.tmp"

@@ -10,7 +10,10 @@ rule train:
     log:
         f"{XP_LOGS_DIR}/{{sig}}/stages/train_{{epoch}}.log",
     params:
+        launcher=config["launcher"],
         overrides=run_overrides,
+    conda:
+        CONDA_ENV
     threads: stage_resources("train")["threads"]
     resources:
         mem_mb=stage_resources("train")["mem_mb"],

@@ -10,7 +10,10 @@ rule valid:
     log:
         f"{XP_LOGS_DIR}/{{sig}}/stages/valid_{{epoch}}.log",
     params:
+        launcher=config["launcher"],
         overrides=run_overrides,
+    conda:
+        CONDA_ENV
     threads: stage_resources("valid")["threads"]
     resources:
         mem_mb=stage_resources("valid")["mem_mb"],

@@ -65,7 +65,10 @@ Resolver = Callable[[Sequence[Sequence[str]], "str | None"], list[Facts]]
 
 
 def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str | None) -> list:
-    """Compose and sign each override list with ``audioflow.config``.
+    """Compose and sign each override list with ``audioflow.config``'s planning path.
+
+    The config folders are scanned once and Hydra composes once per distinct set of group
+    choices; each XP's composed config gives both its signature and its stage epochs.
 
     Returns:
         One dict per list: sig, epochs, evaluate_every, generate_every, manifests.
@@ -75,19 +78,23 @@ def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str
     """
     from omegaconf import OmegaConf
 
-    from audioflow.config import compose, signature
+    from audioflow.config.composition import compose_parts, fingerprint, search_dirs
+    from audioflow.config.signing import compute_delta, sign
 
+    dirs = search_dirs(config_dir)
+    stamp = fingerprint(dirs)
     facts = []
     for overrides in overrides_list:
-        cfg = compose(list(overrides), config_dir=config_dir)
+        parts = compose_parts(list(overrides), dirs=dirs, stamp=stamp)
+        cfg = parts.cfg
         datasource = OmegaConf.to_container(cfg.get("datasource") or {}, resolve=True)
-        # //reference/... and absolute paths are not built by this workflow.
+        # //reference/... paths are not built by this workflow.
         manifests = sorted(
             {str(p) for p in datasource.values() if isinstance(p, str) and not p.startswith("//")}
         )
         facts.append(
             {
-                "sig": signature(list(overrides), config_dir=config_dir),
+                "sig": sign(compute_delta(parts.groups, parts.base, cfg)),
                 "epochs": int(cfg.optim.epochs),
                 "evaluate_every": int(cfg.evaluate.every),
                 "generate_every": int(cfg.generate.every),

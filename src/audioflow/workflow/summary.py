@@ -1,0 +1,122 @@
+"""Print where a workflow's results are: XP folders, last metrics, listening pages, references.
+
+Run after `snakemake` (``make demo`` does): ``python -m audioflow.workflow.summary
+[--configfile config/workflow.yaml ...]``. It reads the same workflow config as the
+Snakefile (later files override earlier ones, key by key, as ``--configfile`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .plan import XPPlan, resolve_plans
+from .xps import GridError, xp_specs
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_workflow_config(paths: list[Path]) -> dict:
+    """Merge workflow config files the way Snakemake's ``--configfile`` does (top keys)."""
+    config: dict = {}
+    for path in paths:
+        data = yaml.safe_load(path.read_text()) or {}
+        for key, value in data.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+    return config
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _format_metrics(metrics: dict | None, limit: int = 4) -> str:
+    if not metrics:
+        return "-"
+    items = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)][:limit]
+    return ", ".join(f"{k}={v:.4g}" for k, v in items) or "-"
+
+
+def describe_xp(plan: XPPlan, folder: Path) -> list[str]:
+    """Lines about one XP: its folder, progress, last metrics and listening page.
+
+    Args:
+        plan: the XP's plan.
+        folder: ``<xp_root>/xps/<sig>``.
+
+    Returns:
+        Human-readable lines, without trailing newlines.
+    """
+    stages = folder / "stages"
+    done = [e for e in range(1, plan.epochs + 1) if (stages / f"valid_{e}.json").is_file()]
+    lines = [f"XP {plan.name} ({plan.sig}): {len(done)}/{plan.epochs} epochs validated"]
+    lines.append(f"  folder:    {folder}")
+    if done:
+        lines.append(
+            f"  valid:     {_format_metrics(_read_json(stages / f'valid_{done[-1]}.json'))}"
+        )
+    evaluated = sorted(stages.glob("evaluate_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    if evaluated:
+        metrics = _format_metrics(_read_json(evaluated[-1]))
+        lines.append(f"  evaluate:  {metrics} ({evaluated[-1].stem})")
+    pages = sorted((folder / "samples").glob("**/*.html"), key=lambda p: p.stat().st_mtime)
+    if pages:
+        lines.append(f"  listen:    {pages[-1]}")
+    lines.append(f"  inspect:   audioflow info {plan.sig}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m audioflow.workflow.summary", description=__doc__
+    )
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        action="append",
+        default=None,
+        help="workflow config file(s); default: config/workflow.yaml",
+    )
+    args = parser.parse_args(argv)
+    from audioflow.config import ConfigError, cluster_config
+
+    paths = args.configfile or [Path("config/workflow.yaml")]
+    try:
+        config = load_workflow_config(paths)
+        specs = xp_specs(config.get("xps") or [], config.get("grids") or [], Path.cwd())
+        plans = resolve_plans(
+            specs,
+            config_dir=config.get("config_dir"),
+            cache_file=Path(".snakemake/audioflow/plans.json"),
+            watched=[PACKAGE_ROOT.parents[1] / "config", PACKAGE_ROOT / "config"],
+        )
+        cluster = cluster_config()
+    except (OSError, GridError, ConfigError, yaml.YAMLError) as exc:
+        print(f"workflow summary: {exc}", file=sys.stderr)
+        return 2
+    xps = Path(cluster["xp_root"]) / "xps"
+    for plan in plans:
+        print("\n".join(describe_xp(plan, xps / plan.sig)))
+    by_name = {plan.name: plan for plan in plans}
+    for item in config.get("publish") or []:
+        folder = Path(cluster["reference_dir"]) / item["as"]
+        state = "published" if (folder / "metadata.json").is_file() else "not published yet"
+        source = by_name.get(item["xp"])
+        sig = source.sig if source else "?"
+        print(f"reference {item['as']} (XP {item['xp']}, {sig}): {folder} [{state}]")
+    print("all XPs: audioflow ls")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
