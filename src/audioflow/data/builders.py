@@ -45,9 +45,12 @@ def stage_options(cfg: Any, stage: str) -> dict:
     dataset, opts = _get(cfg, "dataset"), {}
     stage_node = _get(dataset, stage)
     for key, default in _STAGE_KEYS.items():
-        value = _get(dataset, key, default) if key != "num_samples" else None
-        if stage_node is not None and _get(stage_node, key) is not None:
-            value = _get(stage_node, key)
+        # Presence, not truthiness: `dataset.evaluate.segment_duration: null` means whole files.
+        value = default
+        if key != "num_samples" and dataset is not None and key in dataset:
+            value = dataset[key]
+        if stage_node is not None and key in stage_node:
+            value = stage_node[key]
         opts[key] = value
     if opts["shuffle"] is None:
         opts["shuffle"] = stage == "train"

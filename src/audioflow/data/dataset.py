@@ -107,20 +107,29 @@ class AudioDataset(torch.utils.data.Dataset):
     def _rng(self, epoch: int, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed % 2**63, epoch if self.shuffle else 0, index])
 
+    def draw(self, epoch: int, index: int) -> tuple[int, float]:
+        """Which file and start item ``index`` of ``epoch`` reads (no I/O).
+
+        Returns:
+            ``(entry position, seek time in seconds)``.
+        """
+        rng = self._rng(int(epoch), int(index))
+        if self.num_samples is None:
+            pick = index % len(self.entries)
+        else:
+            pick = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
+            pick = min(pick, len(self.entries) - 1)
+        seek_time, seg = 0.0, self.segment_duration
+        if seg is not None and (self.shuffle or self.num_samples is not None):
+            seek_time = float(rng.uniform(0.0, max(0.0, self.entries[pick]["duration"] - seg)))
+        return pick, seek_time
+
     def __getitem__(self, index):
         """Item ``index`` of the current epoch, or of ``epoch`` for an ``(epoch, index)``
         pair (what ``TrainSampler`` yields, so workers need no epoch of their own)."""
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
-        rng = self._rng(int(epoch), int(index))
-        if self.num_samples is None:
-            entry = self.entries[index % len(self.entries)]
-        else:
-            pick = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
-            entry = self.entries[min(pick, len(self.entries) - 1)]
-        seek_time = 0.0
-        seg = self.segment_duration
-        if seg is not None and (self.shuffle or self.num_samples is not None):
-            seek_time = float(rng.uniform(0.0, max(0.0, entry["duration"] - seg)))
+        pick, seek_time = self.draw(epoch, index)
+        entry, seg = self.entries[pick], self.segment_duration
         wav = read_segment(
             entry["path"], seek_time, seg, self.sample_rate, self.channels, entry["sample_rate"]
         )  # (C, T')

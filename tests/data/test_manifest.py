@@ -1,0 +1,170 @@
+"""Manifest scanning on real files: fields, sidecars, rejects, paths, determinism, reuse."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audioflow.data.manifest import build_manifest, default_rejects_path, read_manifest
+
+from .audio_files import BROKEN, FORMATS, copy_tree
+
+
+def _by_name(entries):
+    return {Path(e["path"]).name: e for e in entries}
+
+
+def test_fields_match_every_format(corpus, tmp_path):
+    out = tmp_path / "m" / "manifest.jsonl.gz"
+    report = build_manifest([corpus], out, workers=1)
+    entries = _by_name(read_manifest(out))
+    assert set(entries) == set(FORMATS)
+    assert report.entries == len(FORMATS) and report.probed == len(FORMATS) + len(BROKEN)
+    for name, (fmt, subtype, rate, channels, frames) in FORMATS.items():
+        e = entries[name]
+        decoded, decoded_rate = sf.read(e["path"], always_2d=True)
+        assert (e["sample_rate"], e["channels"], e["frames"]) == (rate, channels, frames)
+        assert decoded.shape == (frames, channels) and decoded_rate == rate
+        assert e["duration"] == pytest.approx(frames / rate)
+        assert (e["format"], e["subtype"]) == (fmt, subtype)
+        st = os.stat(e["path"])
+        assert e["size"] == st.st_size and e["mtime"] == st.st_mtime
+
+
+def test_sidecars_merge_and_core_keys_win(corpus, tmp_path):
+    out = tmp_path / "manifest.jsonl.gz"
+    build_manifest([corpus], out, workers=1)
+    entries = _by_name(read_manifest(out))
+    assert entries["pcm16.wav"]["speaker"] == "s1"
+    assert entries["pcm16.wav"]["weight"] == 2.0
+    assert entries["pcm16.wav"]["text"] == "hello world"
+    assert entries["vorbis.ogg"]["labels"] == ["tone"]
+    assert entries["vorbis.ogg"]["duration"] == pytest.approx(1.5)  # sidecar -1 ignored
+    assert "text" not in entries["pcm24.wav"]
+
+
+def test_rejects_have_reasons_and_never_stop_the_scan(corpus, tmp_path):
+    out = tmp_path / "manifest.jsonl.gz"
+    report = build_manifest([corpus], out, workers=1)
+    reasons = {Path(p).name: r for p, r in report.rejects}
+    assert set(reasons) == set(BROKEN)
+    for name, prefix in BROKEN.items():
+        assert reasons[name].startswith(prefix), (name, reasons[name])
+    assert report.rejects_file == default_rejects_path(out)
+    lines = [json.loads(x) for x in report.rejects_file.read_text().splitlines()]
+    assert {Path(x["path"]).name for x in lines} == set(BROKEN)
+    assert all(x["reason"] for x in lines)
+
+
+def test_bad_sidecar_is_a_reject(corpus, tmp_path):
+    root = copy_tree(corpus, tmp_path / "c")
+    (root / "pcm32.wav.json").write_text("{not json")
+    report = build_manifest([root], tmp_path / "m.jsonl.gz", workers=1)
+    reasons = dict((Path(p).name, r) for p, r in report.rejects)
+    assert reasons["pcm32.wav"].startswith("sidecar pcm32.wav.json: invalid JSON")
+
+
+def test_paths_relative_under_manifest_folder_else_absolute(corpus, tmp_path):
+    inside = corpus / "manifest.jsonl.gz"
+    build_manifest([corpus], inside, workers=1)
+    with gzip.open(inside, "rt") as f:
+        raw = [json.loads(line)["path"] for line in f]
+    assert "sub/lossless.flac" in raw and all(not os.path.isabs(p) for p in raw)
+    assert raw == sorted(raw)
+    outside = tmp_path / "elsewhere" / "manifest.jsonl.gz"
+    build_manifest([corpus / "sub"], outside, workers=1)
+    with gzip.open(outside, "rt") as f:
+        assert [json.loads(line)["path"] for line in f] == [str(corpus / "sub/lossless.flac")]
+    inside.unlink()
+    default_rejects_path(inside).unlink()
+
+
+def test_output_is_byte_identical_and_workers_agree(corpus, tmp_path):
+    a, b = tmp_path / "a" / "m.jsonl.gz", tmp_path / "b" / "m.jsonl.gz"
+    build_manifest([corpus], a, workers=1, reuse=False)
+    build_manifest([corpus], b, workers=2, reuse=False)
+    # The pool path only kicks in for many files; force it with a low threshold.
+    import audioflow.data.manifest as manifest_mod
+
+    c = tmp_path / "c" / "m.jsonl.gz"
+    old = manifest_mod._MIN_FILES_FOR_POOL
+    manifest_mod._MIN_FILES_FOR_POOL = 1
+    try:
+        build_manifest([corpus], c, workers=2, reuse=False)
+    finally:
+        manifest_mod._MIN_FILES_FOR_POOL = old
+    # Paths are absolute here (corpus is outside), so the bytes can be compared directly.
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes()
+    assert a.read_bytes()[4:8] == b"\0\0\0\0"  # gzip mtime field
+
+
+def test_rescan_reuses_unchanged_and_probes_changed(corpus, tmp_path):
+    root = copy_tree(corpus, tmp_path / "c")
+    out = root / "manifest.jsonl.gz"
+    first = build_manifest([root], out, workers=1)
+    before = out.read_bytes()
+    again = build_manifest([root], out, workers=1)
+    assert (again.reused, again.probed) == (first.entries, len(BROKEN))
+    assert out.read_bytes() == before
+    # Rewrite one file with other content: new size -> probed again, new fields.
+    sf.write(root / "pcm32.wav", np.zeros((8000, 1)), 8000, subtype="PCM_16")
+    (root / "pcm16.wav.txt").write_text("edited label\n")  # sidecar-only edit
+    third = build_manifest([root], out, workers=1)
+    assert third.reused == first.entries - 1
+    entries = _by_name(read_manifest(out))
+    assert entries["pcm32.wav"]["frames"] == 8000
+    assert entries["pcm32.wav"]["subtype"] == "PCM_16"
+    assert entries["pcm16.wav"]["text"] == "edited label"
+    full = build_manifest([root], out, workers=1, reuse=False)
+    assert full.reused == 0
+
+
+def test_include_exclude_and_links(corpus, tmp_path):
+    root = tmp_path / "linked"
+    root.mkdir()
+    (root / "all").symlink_to(corpus, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a cycle must not hang
+    out = tmp_path / "m.jsonl.gz"
+    report = build_manifest([root], out, include=["*.wav"], exclude=["*/float.wav"], workers=1)
+    names = set(_by_name(read_manifest(out)))
+    assert names == {"pcm16.wav", "pcm24.wav", "pcm32.wav", "quad.wav"}
+    assert {Path(p).name for p, _ in report.rejects} == {
+        "empty.wav", "header_only.wav", "cut_body.wav", "notes.wav"
+    }  # fmt: skip
+    # Walked paths keep the link name (stable across mounts), not the link target.
+    assert all("/linked/all/" in e["path"] for e in read_manifest(out))
+
+
+def test_no_usable_file_writes_no_manifest(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"")
+    out = tmp_path / "m.jsonl.gz"
+    with pytest.raises(ValueError, match="none of the 1 files found is usable"):
+        build_manifest([tmp_path], out, workers=1)
+    assert not out.exists() and default_rejects_path(out).exists()
+
+
+def test_cli_writes_manifest_and_reports_errors(corpus, tmp_path):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = tmp_path / "cli" / "manifest.jsonl.gz"
+    rejects = tmp_path / "cli" / "bad.jsonl"
+    cmd = ["audioflow", "manifest", str(corpus), "-o", str(out), "--rejects", str(rejects)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(FORMATS)} files" in done.stdout and f"{len(BROKEN)} rejected" in done.stdout
+    assert len(rejects.read_text().splitlines()) == len(BROKEN)
+    missing = subprocess.run(
+        ["audioflow", "manifest", str(tmp_path / "nope"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert missing.returncode == 2
+    assert "nope: no such file or folder" in missing.stderr
