@@ -19,3 +19,45 @@ def test_unknown_command_exits_nonzero():
     )
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+LIGHT_CHECK = """
+import sys
+from pathlib import Path
+{body}
+heavy = sorted(m for m in ("torch", "torchaudio") if m in sys.modules)
+print("heavy:", heavy)
+"""
+
+
+def _heavy_modules(body: str, tmp_path) -> str:
+    env = {"AUDIOFLOW_XP_DIR": str(tmp_path / "xps"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT_CHECK.format(body=body)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_import_config_does_not_import_torch(tmp_path):
+    body = "import audioflow.config\nfrom audioflow.config import compose, signature, xp_root"
+    assert _heavy_modules(body, tmp_path) == "heavy: []"
+
+
+def test_light_commands_do_not_import_torch(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "arch").mkdir(parents=True)
+    (conf / "config.yaml").write_text("defaults: [_self_, {arch: a}]\nseed: 1\n")
+    (conf / "arch" / "a.yaml").write_text("dim: 1\n")
+    body = (
+        "from audioflow.cli import main\n"
+        f"conf = {str(conf)!r}\n"
+        "assert main(['sig', 'seed=2', '--config-dir', conf]) == 0\n"
+        "assert main(['info', 'seed=2', '--config-dir', conf]) == 0\n"
+        "assert main(['ls']) == 0"
+    )
+    assert _heavy_modules(body, tmp_path) == "heavy: []"

@@ -60,18 +60,22 @@ def _dump_config(resolved: dict) -> str:
 
 def _resolve(cfg) -> dict:
     """The config with every interpolation resolved, or ConfigError naming the bad keys."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except Exception as exc:  # omegaconf raises several types for bad interpolations
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f" at {exc.full_key}" if getattr(exc, "full_key", None) else ""
+        raise ConfigError(
+            f"resolving the config failed{where}: {first}; fix the interpolation"
+        ) from exc
+    missing = [key for key, value in flatten(resolved).items() if value == "???"]
     if missing:
         raise ConfigError(
             f"{key} has no value (???); set it with {key}=VALUE or choose a group option "
             "that sets it"
             for key in missing
         )
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except Exception as exc:  # omegaconf raises several types for bad interpolations
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"resolving the config failed: {first}; fix the interpolation") from exc
+    return resolved
 
 
 def _show(value: Any) -> str:
