@@ -1,0 +1,36 @@
+"""torchrun that keeps a worker's configuration-error exit status.
+
+torchrun exits 1 whatever status its failed worker returned, which would hide the
+configuration-error code (2) that tells launchers and the Kubernetes podFailurePolicy not
+to retry. This entry point runs torchrun itself (same arguments) and exits 2 when any
+worker did, 1 on any other worker failure.
+
+Example: python -m audioflow.launch.torchrun --standalone --nproc-per-node=1 -m audioflow.cli run
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .base import CONFIG_ERROR_EXIT_CODE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run torchrun with ``argv`` (default: this process's arguments).
+
+    Returns:
+        0 on success, ``CONFIG_ERROR_EXIT_CODE`` if a worker exited with it, else 1.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun_main
+
+    try:
+        torchrun_main(sys.argv[1:] if argv is None else argv)
+    except ChildFailedError as exc:
+        codes = {failure.exitcode for failure in exc.failures.values()}
+        return CONFIG_ERROR_EXIT_CODE if CONFIG_ERROR_EXIT_CODE in codes else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

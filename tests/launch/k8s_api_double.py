@@ -1,0 +1,427 @@
+"""A local HTTP test double of the Kubernetes API, for testing the launcher's control flow.
+
+No Kubernetes API server can be installed on the machines these tests run on, so this
+double serves the real REST paths and JSON shapes the launcher uses, on 127.0.0.1:
+
+- ``/apis/batch/v1/namespaces/{ns}/jobs`` (POST, GET with ``watch=true`` streaming events,
+  ``fieldSelector``, ``resourceVersion``, ``timeoutSeconds``) and ``.../jobs/{name}``
+  (GET, DELETE with ``propagationPolicy``);
+- ``/api/v1/namespaces/{ns}/services`` (POST) and ``.../services/{name}`` (GET);
+- ``/api/v1/namespaces/{ns}/pods?labelSelector=...`` (GET) and
+  ``.../pods/{name}/log`` (GET, ``follow=true`` streaming until the container ends).
+
+Tests play the Job controller and the kubelet through :class:`FakeCluster`'s methods
+(``add_pod``, ``write_log``, ``end_pod``, ``finish_job``), usually from a scenario function
+called in a thread when a Job is created.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+INDEX = "batch.kubernetes.io/job-completion-index"
+_JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
+_SERVICES = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
+_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status(code: int, reason: str, message: str) -> dict:
+    """A ``v1.Status`` body, as the API server returns for errors."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+class FakeCluster:
+    """The state behind the double: Jobs, Services, pods, logs and the Job event history."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.jobs: dict[str, dict] = {}
+        self.services: dict[str, dict] = {}
+        self.pods: dict[str, dict] = {}
+        self.logs: dict[str, bytearray] = {}
+        self.log_closed: dict[str, bool] = {}
+        self.events: list[tuple[int, str, dict]] = []  # (resourceVersion, type, Job)
+        self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
+        self.expired_below = 0  # watches from an older resourceVersion get 410 Gone
+        self.on_job_created: Callable[[FakeCluster, dict], None] | None = None
+        self._rv = itertools.count(100)
+        self.closed = False
+
+    # -- the API server's side ------------------------------------------------------
+    def _stamp(self, obj: dict) -> int:
+        rv = next(self._rv)
+        obj["metadata"]["resourceVersion"] = str(rv)
+        return rv
+
+    def _job_event(self, kind: str, job: dict) -> None:
+        rv = self._stamp(job)
+        self.events.append((rv, kind, copy.deepcopy(job)))
+        self.cond.notify_all()
+
+    def create_job(self, body: dict) -> tuple[int, dict]:
+        with self.cond:
+            name = body["metadata"]["name"]
+            if name in self.jobs:
+                return 409, status(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
+            job = copy.deepcopy(body)
+            job["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+            job["status"] = {}
+            self.jobs[name] = job
+            self._job_event("ADDED", job)
+            created = copy.deepcopy(job)
+        if self.on_job_created:
+            threading.Thread(target=self.on_job_created, args=(self, created), daemon=True).start()
+        return 201, created
+
+    def delete_job(self, name: str, policy: str | None) -> tuple[int, dict]:
+        with self.cond:
+            job = self.jobs.get(name)
+            if job is None:
+                return 404, status(404, "NotFound", f'jobs.batch "{name}" not found')
+            if policy == "Foreground":
+                # The garbage collector removes the pods first; the Job waits, terminating.
+                job["metadata"]["deletionTimestamp"] = now()
+                job["metadata"]["finalizers"] = ["foregroundDeletion"]
+                self._job_event("MODIFIED", job)
+                answer = copy.deepcopy(job)
+                threading.Timer(0.2, self._collect, args=(name,)).start()
+                return 200, answer
+            self._collect(name)
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+    def _collect(self, name: str) -> None:
+        with self.cond:
+            job = self.jobs.pop(name, None)
+            if job is None:
+                return
+            for pod_name in [p for p, pod in self.pods.items() if self._owned(pod, job)]:
+                self.pods.pop(pod_name)
+                self.log_closed[pod_name] = True
+            uid = job["metadata"]["uid"]
+            for svc_name, svc in list(self.services.items()):
+                owners = svc["metadata"].get("ownerReferences") or []
+                if any(o.get("uid") == uid for o in owners):
+                    self.services.pop(svc_name)
+            self._job_event("DELETED", job)
+
+    @staticmethod
+    def _owned(pod: dict, job: dict) -> bool:
+        return (
+            pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == job["metadata"]["name"]
+        )
+
+    def create_service(self, body: dict) -> tuple[int, dict]:
+        with self.cond:
+            name = body["metadata"]["name"]
+            if name in self.services:
+                return 409, status(409, "AlreadyExists", f'services "{name}" already exists')
+            svc = copy.deepcopy(body)
+            svc["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now())
+            self._stamp(svc)
+            self.services[name] = svc
+            return 201, copy.deepcopy(svc)
+
+    def list_pods(self, selector: str) -> dict:
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        with self.cond:
+            items = [
+                copy.deepcopy(p)
+                for p in self.pods.values()
+                if all(p["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+            ]
+            return {
+                "kind": "PodList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(next(self._rv))},
+                "items": items,
+            }
+
+    # -- the Job controller's and kubelet's side, driven by tests ----------------------
+    def add_pod(self, job: dict, index: int, phase: str = "Running") -> str:
+        """Create pod ``index`` of ``job`` in ``phase``, as the Job controller would."""
+        with self.cond:
+            name = job["metadata"]["name"]
+            pod_name = f"{name}-{index}-{uuid.uuid4().hex[:5]}"
+            template = copy.deepcopy(job["spec"]["template"])
+            labels = dict(template["metadata"].get("labels") or {})
+            labels.update({"batch.kubernetes.io/job-name": name, INDEX: str(index)})
+            annotations = dict(template["metadata"].get("annotations") or {})
+            annotations[INDEX] = str(index)
+            spec = template["spec"]
+            spec["hostname"] = f"{name}-{index}"
+            self.pods[pod_name] = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "namespace": job["metadata"]["namespace"],
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": now(),
+                    "labels": labels,
+                    "annotations": annotations,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": name,
+                            "uid": job["metadata"]["uid"],
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": spec,
+                "status": {"phase": phase, "conditions": []},
+            }
+            self._stamp(self.pods[pod_name])
+            self.logs[pod_name] = bytearray()
+            self.log_closed[pod_name] = False
+            self.cond.notify_all()
+            return pod_name
+
+    def write_log(self, pod: str, text: str) -> None:
+        with self.cond:
+            self.logs[pod].extend(text.encode())
+            self.cond.notify_all()
+
+    def end_pod(self, pod: str, exit_code: int, disrupted: bool = False) -> None:
+        """The trainer container exits with ``exit_code``; ``disrupted`` marks a preemption."""
+        with self.cond:
+            status_ = self.pods[pod]["status"]
+            status_["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+            if disrupted:
+                status_["conditions"].append(
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "PreemptionByScheduler",
+                    }
+                )
+            status_["containerStatuses"] = [
+                {
+                    "name": "trainer",
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": "audioflow:test",
+                    "imageID": "",
+                    "state": {"terminated": {"exitCode": exit_code, "reason": "Error"}},
+                }
+            ]
+            self._stamp(self.pods[pod])
+            self.log_closed[pod] = True
+            self.cond.notify_all()
+
+    def finish_job(self, name: str, kind: str, reason: str = "", message: str = "") -> None:
+        """Add the terminal condition ``kind`` (Complete or Failed) to the Job."""
+        with self.cond:
+            job = self.jobs[name]
+            cond = {
+                "type": kind,
+                "status": "True",
+                "reason": reason or ("Completed" if kind == "Complete" else "BackoffLimitExceeded"),
+                "message": message,
+                "lastProbeTime": now(),
+                "lastTransitionTime": now(),
+            }
+            job["status"]["conditions"] = [*job["status"].get("conditions", []), cond]
+            job["status"]["succeeded" if kind == "Complete" else "failed"] = 1
+            self._job_event("MODIFIED", job)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> bool:
+        with self.cond:
+            return self.cond.wait_for(predicate, timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # As the API server: HTTP/1.1, streams (watch, follow) in chunked transfer encoding.
+    protocol_version = "HTTP/1.1"
+    cluster: FakeCluster
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+    def _route(self, method: str) -> None:
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        self.cluster.requests.append((method, url.path, query))
+        c = self.cluster
+        if m := _JOBS.match(url.path):
+            name = m.group(2)
+            if method == "POST" and not name:
+                return self._send(*c.create_job(self._body()))
+            if method == "DELETE" and name:
+                body = self._body()
+                policy = query.get("propagationPolicy") or body.get("propagationPolicy")
+                return self._send(*c.delete_job(name, policy))
+            if method == "GET" and name:
+                with c.cond:
+                    job = copy.deepcopy(c.jobs.get(name))
+                if job is None:
+                    return self._send(
+                        404, status(404, "NotFound", f'jobs.batch "{name}" not found')
+                    )
+                return self._send(200, job)
+            if method == "GET" and query.get("watch") == "true":
+                return self._watch_jobs(query)
+        if (m := _SERVICES.match(url.path)) and method == "POST":
+            return self._send(*c.create_service(self._body()))
+        if (m := _SERVICES.match(url.path)) and method == "GET" and m.group(2):
+            svc = c.services.get(m.group(2))
+            return self._send(200, svc) if svc else self._send(404, status(404, "NotFound", "no"))
+        if _PODS.match(url.path) and method == "GET":
+            return self._send(200, c.list_pods(query.get("labelSelector", "")))
+        if (m := _LOG.match(url.path)) and method == "GET":
+            return self._pod_log(m.group(2), query.get("follow") == "true")
+        self._send(404, status(404, "NotFound", f"the double does not serve {method} {url.path}"))
+
+    def _watch_jobs(self, query: dict) -> None:
+        c = self.cluster
+        name = query.get("fieldSelector", "").removeprefix("metadata.name=")
+        since = int(query.get("resourceVersion") or 0)
+        deadline = threading.Event()
+        threading.Timer(float(query.get("timeoutSeconds") or 30), deadline.set).start()
+        self._start_stream("application/json")
+        try:
+            self._stream_job_events(c, name, since, deadline)
+        finally:
+            self._end_stream()
+
+    def _stream_job_events(self, c: FakeCluster, name: str, since: int, deadline) -> None:
+        if since and since < c.expired_below:
+            gone = status(410, "Expired", f"too old resource version: {since}")
+            self._chunk(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+            return
+        sent = since
+        if not since:
+            # No resourceVersion: the current object first, as a synthetic ADDED event.
+            with c.cond:
+                job, sent = copy.deepcopy(c.jobs.get(name)), c.events[-1][0] if c.events else 0
+            if job is not None:
+                self._chunk(json.dumps({"type": "ADDED", "object": job}).encode() + b"\n")
+        while not deadline.is_set() and not c.closed:
+            with c.cond:
+                new = [(rv, t, j) for rv, t, j in c.events if rv > sent]
+                if not new:
+                    c.cond.wait(0.05)
+                    continue
+            for rv, kind, job in new:
+                sent = rv
+                if job["metadata"]["name"] == name:
+                    self._chunk(json.dumps({"type": kind, "object": job}).encode() + b"\n")
+
+    def _pod_log(self, pod: str, follow: bool) -> None:
+        c = self.cluster
+        with c.cond:
+            phase = c.pods.get(pod, {}).get("status", {}).get("phase")
+        if phase is None:
+            return self._send(404, status(404, "NotFound", f'pods "{pod}" not found'))
+        if phase == "Pending":
+            msg = f'container "trainer" in pod "{pod}" is waiting to start: ContainerCreating'
+            return self._send(400, status(400, "BadRequest", msg))
+        self._start_stream("text/plain")
+        sent = 0
+        while True:
+            with c.cond:
+                c.cond.wait_for(lambda n=sent: len(c.logs[pod]) > n or c.log_closed[pod], 0.5)
+                data, done = bytes(c.logs[pod][sent:]), c.log_closed[pod]
+            if data:
+                self._chunk(data)
+                sent += len(data)
+            if done or not follow or c.closed:
+                return self._end_stream()
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+
+class KubernetesAPIDouble:
+    """The double's HTTP server on 127.0.0.1, in a background thread.
+
+    Attributes:
+        cluster: the state tests drive and inspect.
+        url: ``http://127.0.0.1:<port>``.
+    """
+
+    def __init__(self):
+        self.cluster = FakeCluster()
+        handler = type("Handler", (_Handler,), {"cluster": self.cluster})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> KubernetesAPIDouble:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cluster.closed = True
+        with self.cluster.cond:
+            self.cluster.cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def kubeconfig(self, path) -> None:
+        """Write a kubeconfig file pointing at the double (for launcher subprocesses)."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "double", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "contexts": [{"name": "double", "context": {"cluster": "double", "user": "tester"}}],
+            "current-context": "double",
+        }
+        path.write_text(json.dumps(config))
