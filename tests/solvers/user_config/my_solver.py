@@ -86,11 +86,12 @@ class MySolver(base.StandardSolver):
 
     def run_step(self, idx, batch, metrics):
         x, y = (t.to(self.device) for t in batch)
-        noise = 0.01 * torch.randn_like(x) if self.is_training else 0.0  # draws from the RNG
+        # input noise draws from the torch RNG, so exact resume must restore it
+        noise = self.cfg.toy.noise * torch.randn_like(x) if self.is_training else 0.0
         loss = self.criterion(self.model(x + noise), y)
         if self.is_training:
             toy, update = self.cfg.toy, self._global_update()
-            if toy.kill_at and update == toy.kill_at:
+            if update == int(os.environ.get("MY_SOLVER_KILL_AT", "0")):  # crash tests
                 os.kill(os.getpid(), signal.SIGKILL)
             if toy.nan_from and update >= toy.nan_from and update <= (toy.nan_until or update):
                 loss = loss * float("nan")

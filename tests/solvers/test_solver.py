@@ -1,0 +1,155 @@
+"""The MyNewSolver-style user solver: train, valid, best state, EMA, checkpoints, stages."""
+
+import json
+
+import pytest
+import torch
+
+from audioflow.solvers import checkpoint
+from audioflow.solvers.base import NonFiniteLossError
+
+
+def _ckpt(solver, name="checkpoint.th"):
+    return checkpoint.load(solver.folder / name, sig=solver.xp.sig)
+
+
+def test_whole_loop_trains_validates_and_keeps_best_ema_and_checkpoints(make_solver):
+    solver = make_solver("optim.ema.use=true", "optim.epochs=3", "logging.log_tensorboard=true")
+    solver.run()
+    folder = solver.folder
+    hist = json.loads((folder / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert all(set(h) == {"epoch", "train", "valid", "evaluate", "generate"} for h in hist)
+    assert hist == solver.history
+    state = _ckpt(solver)
+    # exactly updates_per_epoch updates per epoch, though the loader holds 3 batches
+    assert state["state"]["optimizer"]["state"][0]["step"].item() == 15
+    assert state["epoch"] == 3 and state["epoch_done"]
+    assert set(state["state"]) == {"model", "optimizer", "ema"}
+    best = json.loads((folder / "best.json").read_text())
+    losses = [h["valid"]["loss"] for h in hist]
+    assert best["value"] == min(losses) and best["epoch"] == losses.index(min(losses)) + 1
+    best_th = checkpoint.load(folder / "best.th", sig=solver.xp.sig, kind="best")
+    # valid ran on the EMA weights, and those are what the best state keeps
+    assert best["epoch"] == 3  # the toy problem improves every epoch
+    ema_w = state["state"]["ema"]["state"]["model"]["0.weight"]
+    torch.testing.assert_close(best_th["state"]["model"]["0.weight"], ema_w)
+    assert not torch.equal(ema_w, state["state"]["model"]["0.weight"])
+    assert sorted(p.name for p in folder.glob("checkpoint_*.th")) == [
+        "checkpoint_2.th",
+        "checkpoint_3.th",
+    ]  # keep_last=2 deleted epoch 1
+    assert (folder / "samples" / "epoch_3" / "pred.th").exists()
+    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert "valid epoch 3" in (folder / "solver.log").read_text()
+
+
+def test_valid_uses_ema_weights(make_solver):
+    solver = make_solver("optim.ema.use=true", "optim.ema.decay=0.5", "optim.epochs=1")
+    solver.run()
+    valid_loss = json.loads((solver.folder / "stages" / "valid_1.json").read_text())["loss"]
+    ema = solver.ema.state["model"]
+    with torch.no_grad():
+        solver.model.load_state_dict(ema)
+        solver.model.eval()
+        losses = [
+            float(solver.criterion(solver.model(x), y)) for x, y in solver.dataloaders["valid"]
+        ]
+    assert valid_loss == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+
+
+def test_every_runs_evaluate_and_generate_on_schedule_and_last_epoch(make_solver):
+    solver = make_solver("optim.epochs=3", "evaluate.every=2", "generate.every=0")
+    solver.run()
+    names = sorted(p.name for p in (solver.folder / "stages").iterdir())
+    assert "evaluate_2.json" in names and "evaluate_3.json" in names
+    assert "evaluate_1.json" not in names
+    assert [n for n in names if n.startswith("generate")] == ["generate_3.json"]
+
+
+def test_keep_last_zero_keeps_all_and_save_every(make_solver):
+    solver = make_solver("optim.epochs=4", "checkpoint.keep_last=0", "checkpoint.save_every=3")
+    solver.run()
+    # every 3rd epoch, plus the last one
+    assert [e for e, _ in checkpoint.epoch_checkpoints(solver.folder)] == [3, 4]
+
+
+def test_nonfinite_losses_skip_updates_and_are_counted(make_solver):
+    solver = make_solver("optim.epochs=1", "toy.nan_from=2", "toy.nan_until=3")
+    solver.run()
+    state = _ckpt(solver)
+    assert state["state"]["optimizer"]["state"][0]["step"].item() == 3  # 5 - 2 skipped
+    assert all(torch.isfinite(v).all() for v in state["state"]["model"].values())
+    assert (
+        "non-finite loss loss, update skipped (2 in a row)"
+        in (solver.folder / "solver.log").read_text()
+    )
+
+
+def test_too_many_nonfinite_losses_stop_the_run_naming_the_loss(make_solver):
+    solver = make_solver("optim.epochs=1", "toy.nan_from=2", "optim.max_nonfinite=2")
+    with pytest.raises(NonFiniteLossError, match="3 consecutive updates with non-finite loss loss"):
+        solver.run()
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(make_solver):
+    solver = make_solver("optim.epochs=2")
+    solver.run()
+    (solver.folder / "checkpoint.th").write_bytes(b"truncated")
+    resumed = make_solver("optim.epochs=2")
+    assert resumed.restore()
+    assert resumed.epoch == 2 and resumed._epoch_done
+    assert "refusing" in (resumed.folder / "solver.log").read_text()
+
+
+def test_continue_from_loads_best_state_and_applies_ft_factor(make_solver):
+    first = make_solver("optim.epochs=1")
+    first.run()
+    best = checkpoint.load(first.folder / "best.th", kind="best")["state"]["model"]
+    second = make_solver("optim.epochs=1", f"continue_from={first.xp.sig}", "optim.ft_factor=0.1")
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert not second.restore()  # a fresh XP: nothing of its own to resume
+    for key, value in best.items():
+        torch.testing.assert_close(second.model.state_dict()[key], value)
+    third = make_solver("optim.epochs=1", f"continue_from={first.folder / 'checkpoint.th'}")
+    third.restore()
+    torch.testing.assert_close(third.model.state_dict()["0.weight"], best["0.weight"])
+
+
+def test_continue_from_package_folder(make_solver, tmp_path):
+    first = make_solver("optim.epochs=1")
+    first.run()
+    package = tmp_path / "package"
+    package.mkdir()
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    torch.save(weights, package / "model.th")
+    second = make_solver("optim.epochs=1", f"continue_from={package}")
+    second.restore()
+    for key, value in weights.items():
+        torch.testing.assert_close(second.model.state_dict()[key], value)
+
+
+def test_stages_one_by_one_match_the_workflow_contract(make_solver):
+    solver = make_solver("optim.epochs=2", "checkpoint.keep_last=1")
+    train1 = solver.run_stage("train", 1)
+    assert (solver.folder / "stages" / "train_1.json").exists()
+    assert (solver.folder / "checkpoint_1.th").exists()
+    solver = make_solver("optim.epochs=2", "checkpoint.keep_last=1")
+    solver.run_stage("train", 2)
+    # keep_last=1 must keep checkpoint_1.th: epoch 1 is not validated yet
+    assert (solver.folder / "checkpoint_1.th").exists()
+    solver = make_solver("optim.epochs=2", "checkpoint.keep_last=1")
+    valid1 = solver.run_stage("valid", 1)
+    assert json.loads((solver.folder / "best.json").read_text())["epoch"] == 1
+    assert not (solver.folder / "checkpoint_1.th").exists()  # validated: now deletable
+    solver = make_solver("optim.epochs=2", "checkpoint.keep_last=1")
+    assert solver.run_stage("train", 2) == json.loads(
+        (solver.folder / "stages" / "train_2.json").read_text()
+    )  # already trained: a no-op
+    solver.run_stage("valid", 2)
+    evaluated = solver.run_stage("evaluate", 2)
+    hist = json.loads((solver.folder / "history.json").read_text())
+    assert hist[0] == {"epoch": 1, "train": train1, "valid": valid1}
+    assert hist[1]["evaluate"] == evaluated
+    with pytest.raises(checkpoint.CheckpointError, match="checkpoint_5.th"):
+        solver.run_stage("valid", 5)
