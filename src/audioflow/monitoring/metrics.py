@@ -96,29 +96,31 @@ class StageMetrics:
         )
         self._resources = ResourceCollector(self.labels)
         reg.register(self._resources)
-        # Create the unlabelled-by-name children now so that every series is exported
-        # (as zero) from the first scrape, before the first update arrives.
-        for metric in (
-            self._updates,
-            self._samples,
-            self._skipped,
-            self._update_seconds,
-            self._data_wait,
-            self._epoch,
-            self._progress,
-            self._eta,
-            self._checkpoint_seconds,
-            self._start_time,
+        # Bind the label values once: every series is then exported (as zero) from the
+        # first scrape, and an update skips the per-call label lookup.
+        for attr in (
+            "_updates",
+            "_samples",
+            "_skipped",
+            "_update_seconds",
+            "_data_wait",
+            "_epoch",
+            "_progress",
+            "_eta",
+            "_checkpoint_seconds",
+            "_start_time",
         ):
-            metric.labels(**self.labels)
+            setattr(self, attr, getattr(self, attr).labels(**self.labels))
+        self._loss_children: dict[str, Gauge] = {}
+        self._lr_children: dict[str, Gauge] = {}
 
     def started(self, timestamp: float) -> None:
         """Record the stage start time (Unix seconds)."""
-        self._start_time.labels(**self.labels).set(timestamp)
+        self._start_time.set(timestamp)
 
     def set_epoch(self, epoch: int) -> None:
         """Record the current epoch."""
-        self._epoch.labels(**self.labels).set(epoch)
+        self._epoch.set(epoch)
 
     def update(
         self,
@@ -131,25 +133,30 @@ class StageMetrics:
         eta_seconds: float,
     ) -> None:
         """Record one finished update; see :meth:`StageMonitor.update`."""
-        labels = self.labels
-        self._updates.labels(**labels).inc()
-        self._samples.labels(**labels).inc(max(0, int(samples)))
+        self._updates.inc()
+        self._samples.inc(max(0, int(samples)))
         for name, value in losses.items():
-            self._loss.labels(**labels, loss=name).set(float(value))
+            child = self._loss_children.get(name)
+            if child is None:
+                child = self._loss_children[name] = self._loss.labels(**self.labels, loss=name)
+            child.set(float(value))
         for name, value in lrs.items():
-            self._lr.labels(**labels, optimizer=name).set(float(value))
-        self._update_seconds.labels(**labels).observe(max(0.0, float(update_seconds)))
-        self._data_wait.labels(**labels).inc(max(0.0, float(data_wait_seconds)))
-        self._progress.labels(**labels).set(min(1.0, max(0.0, float(progress))))
-        self._eta.labels(**labels).set(max(0.0, float(eta_seconds)))
+            child = self._lr_children.get(name)
+            if child is None:
+                child = self._lr_children[name] = self._lr.labels(**self.labels, optimizer=name)
+            child.set(float(value))
+        self._update_seconds.observe(max(0.0, float(update_seconds)))
+        self._data_wait.inc(max(0.0, float(data_wait_seconds)))
+        self._progress.set(min(1.0, max(0.0, float(progress))))
+        self._eta.set(max(0.0, float(eta_seconds)))
 
     def skipped_update(self) -> None:
         """Count one update skipped for a non-finite loss or gradient."""
-        self._skipped.labels(**self.labels).inc()
+        self._skipped.inc()
 
     def checkpoint_written(self, seconds: float) -> None:
         """Record the wall time of one checkpoint write."""
-        self._checkpoint_seconds.labels(**self.labels).observe(max(0.0, float(seconds)))
+        self._checkpoint_seconds.observe(max(0.0, float(seconds)))
 
     def exported_names(self) -> set[str]:
         """Every sample name these metrics can export, GPU memory included even off GPU."""
@@ -157,8 +164,8 @@ class StageMetrics:
 
     def finished(self) -> None:
         """Mark the stage complete: progress 1, nothing left."""
-        self._progress.labels(**self.labels).set(1.0)
-        self._eta.labels(**self.labels).set(0.0)
+        self._progress.set(1.0)
+        self._eta.set(0.0)
 
 
 def sample_names(families) -> set[str]:
