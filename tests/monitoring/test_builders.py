@@ -14,9 +14,9 @@ def cfg(**monitoring):
 
 
 def test_builds_an_active_monitor_on_rank_zero():
-    monitor = build_stage_monitor(cfg(port=9400), "abcd1234", "train", rank=0)
-    assert monitor.active and monitor.requested_port == 9400 and monitor.pushgateway is None
-    assert not build_stage_monitor(cfg(port=9400), "abcd1234", "train", rank=1).active
+    monitor = build_stage_monitor(cfg(port=9200), "abcd1234", "train", rank=0)
+    assert monitor.active and monitor.requested_port == 9200 and monitor.pushgateway is None
+    assert not build_stage_monitor(cfg(port=9200), "abcd1234", "train", rank=1).active
     assert not build_stage_monitor(cfg(), "abcd1234", "train", rank=0).active
 
 

@@ -51,7 +51,7 @@ def test_kubernetes_config_is_valid(promtool, tmp_path):
         # Debian builds Prometheus without Kubernetes discovery: check everything else
         # (relabel rules, intervals) with the discovery swapped for a static target.
         del job["kubernetes_sd_configs"]
-        job["static_configs"] = [{"targets": ["127.0.0.1:9400"]}]
+        job["static_configs"] = [{"targets": ["127.0.0.1:9200"]}]
         path = tmp_path / "prometheus.yml"
         path.write_text(yaml.safe_dump(config))
         result = check_config(promtool, path)
@@ -77,3 +77,23 @@ def test_kubernetes_config_and_podmonitor_select_the_same_pods():
     assert monitor["spec"]["selector"]["matchLabels"] == {POD_LABEL[0]: POD_LABEL[1]}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert endpoint["port"] == PORT_NAME and endpoint["path"] == "/metrics"
+
+
+def test_podmonitor_selects_the_pods_the_kubernetes_launcher_renders():
+    from audioflow.launch.base import JobSpec
+    from audioflow.launch.k8s_settings import KubernetesSettings
+    from audioflow.launch.manifests import render_job
+
+    job = JobSpec(
+        name="abcd1234-train-1",
+        args=["run", "solver=compression/debug", "--stage", "train", "--epoch", "1"],
+        labels={"sig": "abcd1234", "stage": "train", "epoch": "1"},
+    )
+    manifest = render_job(job, KubernetesSettings(metrics_port=9200))
+    pod = manifest["spec"]["template"]
+    selector = yaml.safe_load(PODMONITOR.read_text())["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[PORT_NAME] == 9200
+    assert "monitoring.port=9200" in " ".join(container["command"])

@@ -133,7 +133,7 @@ def test_no_free_port_keeps_training_without_metrics(caplog):
     assert f"monitoring.port={start}" in caplog.text
 
 
-@pytest.mark.parametrize("rank,port", [(1, 9400), (0, 0)])
+@pytest.mark.parametrize("rank,port", [(1, 9200), (0, 0)])
 def test_inert_monitor_serves_nothing(rank, port):
     monitor = StageMonitor("abcd1234", "train", rank=rank, port=port, pushgateway=None)
     monitor.start()
