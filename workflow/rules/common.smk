@@ -130,6 +130,8 @@ def run_overrides(wildcards):
     """The `audioflow run` arguments that name the XP (shell-quoted)."""
     plan = plan_of(wildcards)
     extra = ["--config-dir", config["config_dir"]] if config["config_dir"] else []
+    if config["accept_drift"]:
+        extra.append("--accept-drift")
     return shlex.join([*plan.overrides, *extra])
 
 
