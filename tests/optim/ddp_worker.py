@@ -173,6 +173,37 @@ def scenario_two_optim_sches(rank: int, world: int) -> dict:
     }
 
 
+def scenario_unused_parameters(rank: int, world: int) -> dict:
+    """A module outside the forward: works with and without find_unused_parameters."""
+    outcome = {}
+    for find_unused in (False, True):
+        torch.manual_seed(2)
+        model = GenDisc()
+        model.spare = nn.Linear(3, 3)  # never used in forward
+        ddp = DDP(model, find_unused_parameters=find_unused)
+        cfg = {"gen": sgd_conf(["gen"], "g_loss"), "disc": sgd_conf(["disc"], "d_loss")}
+        group = build_optim_sches(
+            cfg, ddp, distributed=True, accum_grad=2, precision="fp32", ft_factor=1.0
+        )
+        error = None
+        try:
+            for step_num in range(1, 5):
+                x, t = data(100 * step_num + rank, B)
+                with group.accumulate(ddp, step_num):
+                    group.step(gd_losses(ddp, x, t), step_num)
+        except RuntimeError as exc:
+            error = str(exc).splitlines()[0]
+        mine = flat_params(model)
+        gathered = [torch.zeros_like(mine) for _ in range(world)]
+        dist.all_gather(gathered, mine)
+        outcome[f"find_unused={find_unused}"] = {
+            "error": error,
+            "ranks_identical": bool(torch.equal(gathered[0], gathered[1])),
+            "real_step": group.real_step,
+        }
+    return outcome
+
+
 def main() -> int:
     out_dir = Path(sys.argv[1])
     dist.init_process_group("gloo")
@@ -181,6 +212,7 @@ def main() -> int:
     result = {
         "accumulation": scenario_accumulation(rank, world),
         "two_optim_sches": scenario_two_optim_sches(rank, world),
+        "unused_parameters": scenario_unused_parameters(rank, world),
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

@@ -50,3 +50,11 @@ def test_two_optim_sches_on_a_shared_sub_graph(ddp_results):
         # Each module moved by its own loss's gradient, averaged over both ranks.
         assert two["max_abs_diff_vs_reference"] < 1e-6
         assert two["real_steps"] == {"gen": 2, "disc": 2}
+
+
+def test_parameters_outside_the_forward_with_or_without_find_unused(ddp_results):
+    for result in ddp_results:
+        for mode, outcome in result["unused_parameters"].items():
+            assert outcome["error"] is None, mode
+            assert outcome["ranks_identical"], mode
+            assert outcome["real_step"] == 2, mode

@@ -34,6 +34,23 @@ from .scheduler import NO_GRAD, NONFINITE, UPDATED, OptimScheduler, unwrap_model
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def _graph_params(tensors) -> set[int]:
+    """ids of the leaf tensors (parameters) the autograd graphs of ``tensors`` reach."""
+    found: set[int] = set()
+    stack = [t.grad_fn for t in tensors if isinstance(t, torch.Tensor) and t.grad_fn]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None:
+            found.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return found
+
+
 class OptimSchedulerGroup:
     """The named OptimSchedulers of a solver, stepped together.
 
@@ -240,11 +257,17 @@ class OptimSchedulerGroup:
         if ddp is not None:
             # DDP waits for a gradient for every parameter before it reduces a bucket:
             # give zeros to those no due loss reached (they are cleared after the window).
+            # With find_unused_parameters, DDP itself marks the parameters outside the
+            # forward graph ready, so only those inside it (reached by some loss) get zeros.
             have = {id(p) for p in leaves}
+            in_graph = None
+            if ddp.find_unused_parameters:
+                in_graph = _graph_params(v for v in losses.values() if v is not None)
             for p in ddp.parameters():
                 if p.requires_grad and id(p) not in have:
-                    leaves.append(p)
-                    grads.append(torch.zeros_like(p))
+                    if in_graph is None or id(p) in in_graph:
+                        leaves.append(p)
+                        grads.append(torch.zeros_like(p))
         if leaves:
             # One backward from the parameters themselves: accumulates into .grad and fires
             # DDP's hooks once, so its all-reduce happens exactly when sync is on.
