@@ -90,3 +90,12 @@ def test_fp16_two_optim_sches_one_scaler_update_per_step(device):
     assert len(updates) == 3  # once per window of 2 micro-steps
     assert group["dec"].real_step == 0 and group["dec"].skipped_updates == 0
     assert group["enc"].real_step + group["enc"].skipped_updates == 3
+
+
+def test_legacy_use_amp_means_fp16():
+    from audioflow.optim import build_optim_sches
+
+    group = build_optim_sches(
+        {"main": entry()}, EncDec(), distributed=False, accum_grad=1, ft_factor=1.0, use_amp=True
+    )
+    assert group.precision == "fp16" and group.scaler is not None

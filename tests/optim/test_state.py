@@ -95,3 +95,13 @@ def test_standalone_optim_scheduler_step_and_state():
     other["main"].load_state_dict(state)
     assert other["main"].real_step == 2
     assert other["main"].get_lr() == pytest.approx(sche.get_lr())
+
+
+def test_optimizer_state_of_another_model_is_refused():
+    _, group = fresh()
+    state = group.state_dict()
+    other_model, other = fresh(
+        cfg={"main": NOAM | {"conf": NOAM["conf"] | {"updated_modules": ["decoder"]}}}
+    )
+    with pytest.raises(OptimConfigError, match="saved optimizer state does not fit"):
+        other.load_state_dict(state)

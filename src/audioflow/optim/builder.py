@@ -107,6 +107,7 @@ def build_optim_sches(
     accum_grad: int = 1,
     precision: str = "fp32",
     ft_factor: float = 1.0,
+    use_amp: bool = False,
 ) -> OptimSchedulerGroup:
     """Build the named OptimSchedulers of ``cfg.optim_sches`` as one group.
 
@@ -117,6 +118,7 @@ def build_optim_sches(
         accum_grad: micro-batches per update (``optim.accum_grad``).
         precision: ``fp32``, ``bf16`` or ``fp16`` (``optim.precision``).
         ft_factor: LR multiplier for every schedule (``optim.ft_factor``).
+        use_amp: SpeeChain's legacy flag; True with precision ``fp32`` means ``fp16``.
 
     Returns:
         The OptimSchedulerGroup the solver drives.
@@ -130,6 +132,8 @@ def build_optim_sches(
             "optim_sches must map names to {type: module.Class, conf: {...}}; "
             f"got {cfg!r} (see docs/optim.md)"
         )
+    if use_amp and precision == "fp32":
+        precision = "fp16"
     if precision not in PRECISIONS:
         raise OptimConfigError(
             f"optim.precision={precision!r} is unknown; choose one of: {', '.join(PRECISIONS)}"

@@ -343,7 +343,13 @@ class OptimScheduler:
         The LR saved inside the optimizer state is overwritten: the schedule of *this*
         config decides it, so a new ``ft_factor`` takes effect and warmup never restarts.
         """
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # parameter groups of another model
+            raise OptimConfigError(
+                f"optim_sches.{self.name}: the saved optimizer state does not fit this model's "
+                f"{self._where('updated_modules')} ({str(exc).splitlines()[0]})"
+            ) from None
         self.real_step = int(state["real_step"])
         self.skipped_updates = int(state.get("skipped_updates", 0))
         if "scaler" in state and self._scaler() is not None:
