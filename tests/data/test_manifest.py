@@ -114,6 +114,9 @@ def test_rescan_reuses_unchanged_and_probes_changed(corpus, tmp_path):
     again = build_manifest([root], out, workers=1)
     assert (again.reused, again.probed) == (first.entries, len(BROKEN))
     assert out.read_bytes() == before
+    stamp = out.stat().st_mtime_ns
+    build_manifest([root], out, workers=1)
+    assert out.stat().st_mtime_ns == stamp  # nothing changed: the file is not rewritten
     # Rewrite one file with other content: new size -> probed again, new fields.
     sf.write(root / "pcm32.wav", np.zeros((8000, 1)), 8000, subtype="PCM_16")
     (root / "pcm16.wav.txt").write_text("edited label\n")  # sidecar-only edit
@@ -168,3 +171,15 @@ def test_cli_writes_manifest_and_reports_errors(corpus, tmp_path):
     )
     assert missing.returncode == 2
     assert "nope: no such file or folder" in missing.stderr
+
+
+def test_read_manifest_names_the_bad_line(tmp_path):
+    bad = tmp_path / "m.jsonl"
+    bad.write_text('{"path": "a.wav", "duration": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match="line 2 is not a manifest line"):
+        read_manifest(bad)
+    bad.write_text('{"path": "a.wav"}\n{"path": \n')
+    with pytest.raises(ValueError, match="line 2 is not a manifest line"):
+        read_manifest(bad)
+    bad.write_text('{"path": "a.wav"}\n{"path": "/abs/b.wav"}\n')
+    assert [e["path"] for e in read_manifest(bad)] == [str(tmp_path / "a.wav"), "/abs/b.wav"]

@@ -25,6 +25,9 @@ from audioflow.data.scan import DEFAULT_INCLUDE, FoundFile, walk_audio
 
 # Below this many files to probe, a process pool costs more than it saves.
 _MIN_FILES_FOR_POOL = 256
+_CORE_SET = frozenset(CORE_KEYS)
+# One encoder for every line: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 @dataclass
@@ -88,7 +91,7 @@ def write_jsonl(path: str | Path, rows: list[dict], relative_key: str | None = "
             for row in rows:
                 if relative_key and relative_key in row:
                     row = {**row, relative_key: _relative_to(row[relative_key], folder)}
-                lines.append(json.dumps(row, ensure_ascii=False))
+                lines.append(_encode(row))
             out.write(("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
             if out is not raw:
                 out.close()
@@ -117,23 +120,45 @@ def read_manifest(path: str | Path) -> list[dict]:
     path = Path(path).absolute()
     opener = gzip.open if path.suffix == ".gz" else open
     folder = str(path.parent)
-    entries = []
     with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-                rel = entry["path"]
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(
-                    f"{path}:{lineno}: not a manifest line (a JSON object with a 'path'); "
-                    "rebuild it with `audioflow manifest`"
-                ) from None
-            if not os.path.isabs(rel):
-                entry["path"] = os.path.join(folder, rel)
-            entries.append(entry)
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    try:
+        # One decode call for the whole file: per-line json.loads costs several times more.
+        entries = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        entries = None
+    if entries is None or len(entries) != len(lines) or not all(map(_is_entry, entries)):
+        bad = next((i for i, line in enumerate(lines) if not _is_entry(_loads(line))), 0)
+        raise ValueError(
+            f"{path}: line {bad + 1} is not a manifest line (a JSON object with a 'path'); "
+            "rebuild it with `audioflow manifest`"
+        )
+    for entry in entries:
+        if not os.path.isabs(entry["path"]):
+            entry["path"] = os.path.join(folder, entry["path"])
     return entries
+
+
+def _read_jsonl(path: Path) -> list[dict] | None:
+    """A small JSONL file (rejects) with paths made absolute, or None if unreadable."""
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        for row in rows:
+            row["path"] = os.path.join(path.absolute().parent, row["path"])
+        return rows
+    except (ValueError, OSError, TypeError, KeyError):
+        return None
+
+
+def _loads(line: str):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+def _is_entry(entry) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("path"), str)
 
 
 def _probe_all(
@@ -229,6 +254,9 @@ def build_manifest(
     for f in found:
         prev = old.get(f.path)
         if prev is not None and prev.get("size") == f.size and prev.get("mtime") == f.mtime:
+            if not (f.has_json or f.has_txt) and prev.keys() <= _CORE_SET:
+                entries[f.path] = prev  # the common case, kept cheap: no sidecar then or now
+                continue
             entry = {k: prev[k] for k in CORE_KEYS if k in prev}
             try:
                 # Sidecars are re-read: editing labels must not require touching the audio.
@@ -262,11 +290,16 @@ def build_manifest(
     report.entries = len(entries)
 
     report.rejects_file = Path(rejects) if rejects is not None else default_rejects_path(output)
-    write_jsonl(report.rejects_file, [{"path": p, "reason": r} for p, r in report.rejects])
+    reject_rows = [{"path": p, "reason": r} for p, r in report.rejects]
+    if not (report.rejects_file.exists() and _read_jsonl(report.rejects_file) == reject_rows):
+        write_jsonl(report.rejects_file, reject_rows)
     if not entries:
         raise ValueError(
             f"none of the {len(found)} files found is usable; reasons in {report.rejects_file}"
         )
-    write_jsonl(output, [entries[p] for p in sorted(entries)])
+    rows = [entries[p] for p in sorted(entries)]
+    # An unchanged scan leaves the file alone: same bytes, no write, no fsync.
+    if not (previous.absolute() == output and rows == list(old.values())):
+        write_jsonl(output, rows)
     report.seconds = time.perf_counter() - began
     return report

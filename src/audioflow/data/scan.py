@@ -10,8 +10,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 # Extensions libsndfile reads (soundfile wheels bundle MP3 and Vorbis/Opus support).
 READABLE_EXTENSIONS = (
@@ -25,8 +25,7 @@ DEFAULT_INCLUDE = tuple(f"*{ext}" for ext in READABLE_EXTENSIONS + UNSUPPORTED_E
 SIDECAR_SUFFIXES = (".json", ".txt")
 
 
-@dataclass(frozen=True)
-class FoundFile:
+class FoundFile(NamedTuple):
     """One audio file found by the walk.
 
     Attributes:
@@ -44,11 +43,28 @@ class FoundFile:
     has_txt: bool = False
 
 
-def _compile(patterns: tuple[str, ...] | list[str]) -> re.Pattern | None:
-    """One regex for a list of globs; ``*`` also crosses ``/`` as in fnmatch."""
-    if not patterns:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.IGNORECASE)
+class _Globs:
+    """Case-insensitive glob matching with a fast path for plain ``*.ext`` patterns.
+
+    Most patterns are extensions; checking them with ``str.endswith`` instead of a regex
+    keeps the walk at a few microseconds per file, which is what an unchanged rescan costs.
+    """
+
+    def __init__(self, patterns) -> None:
+        plain = [p for p in patterns if p.startswith("*") and not any(c in p[1:] for c in "*?[/")]
+        self.suffixes = tuple(p[1:].lower() for p in plain)
+        rest = [p for p in patterns if p not in plain]
+        self.regex = (
+            re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest), re.IGNORECASE)
+            if rest
+            else None
+        )
+        self.empty = not patterns
+
+    def match(self, rel: str, name: str) -> bool:
+        if self.suffixes and name.lower().endswith(self.suffixes):
+            return True
+        return self.regex is not None and bool(self.regex.match(rel) or self.regex.match(name))
 
 
 def walk_audio(
@@ -72,14 +88,14 @@ def walk_audio(
     Raises:
         FileNotFoundError: a root does not exist.
     """
-    inc, exc = _compile(tuple(include)), _compile(tuple(exclude))
+    inc, exc = _Globs(tuple(include)), _Globs(tuple(exclude))
     found: dict[str, FoundFile] = {}
     seen_dirs: set[tuple[int, int]] = set()  # (device, inode): link cycles end here
 
     def wanted(rel: str, name: str) -> bool:
-        if exc is not None and (exc.match(rel) or exc.match(name)):
+        if not exc.empty and exc.match(rel, name):
             return False
-        return inc is None or bool(inc.match(rel) or inc.match(name))
+        return inc.empty or inc.match(rel, name)
 
     for root in roots:
         root_abs = os.path.abspath(os.fspath(root))
@@ -111,7 +127,7 @@ def walk_audio(
             for entry in entries:
                 rel = rel_folder + entry.name
                 if entry.is_dir(follow_symlinks=True):
-                    if exc is None or not (exc.match(rel) or exc.match(entry.name)):
+                    if exc.empty or not exc.match(rel, entry.name):
                         stack.append((entry.path, rel + "/"))
                     continue
                 if entry.name.endswith(SIDECAR_SUFFIXES) or not wanted(rel, entry.name):
