@@ -133,3 +133,20 @@ def test_signatures_reports_bad_plan(cfg_dir):
 def test_search_dirs_puts_user_first(cfg_dir):
     dirs = search_dirs(cfg_dir)
     assert dirs[0] == cfg_dir and len(dirs) == 2
+
+
+def test_simple_overrides_take_the_plain_data_path(cfg_dir):
+    from audioflow.config.composition import fingerprint, validate_overrides
+    from audioflow.config.signing import apply_simple
+
+    dirs = search_dirs(cfg_dir)
+    stamp = fingerprint(dirs)
+
+    def simple(overrides):
+        checked = validate_overrides(overrides, dirs, stamp)
+        return apply_simple({"optim": {"lr": 0.1, "adam": {}}, "seed": 1}, checked.leaf_ovs)
+
+    assert simple(["optim.lr=0.5", "+tag=x", "optim.adam.betas=[0.1,0.2]", "seed=${optim.lr}"])
+    assert not simple(["~optim.ema"])
+    assert not simple(["+extra={a: 1}"])
+    assert not simple(["optim.adam.betas.0=0.5"])

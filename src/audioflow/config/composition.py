@@ -103,16 +103,26 @@ def parse_overrides(overrides: Iterable[str]) -> tuple[list, list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    parser = OverridesParser.create()
     parsed, problems = [], []
     for text in overrides:
-        try:
-            parsed.extend(parser.parse_overrides([text]))
-        except OverrideParseException as exc:
-            problems.append(
-                f"override {text!r}: cannot parse ({_parse_reason(exc)}); write KEY=VALUE"
-            )
+        # Parsing costs ~1 ms per override and grids repeat the same ones: keep them.
+        ov = _PARSE_CACHE.get(text)
+        if ov is None:
+            try:
+                (ov,) = OverridesParser.create().parse_overrides([text])
+            except OverrideParseException as exc:
+                problems.append(
+                    f"override {text!r}: cannot parse ({_parse_reason(exc)}); write KEY=VALUE"
+                )
+                continue
+            if len(_PARSE_CACHE) > 4096:
+                _PARSE_CACHE.clear()
+            _PARSE_CACHE[text] = ov
+        parsed.append(ov)
     return parsed, problems
+
+
+_PARSE_CACHE: dict[str, Any] = {}
 
 
 def _parse_reason(exc: BaseException) -> str:
@@ -194,30 +204,37 @@ def compose_base(dirs: list[Path], group_texts: list[str], stamp: tuple | None =
     return cached
 
 
-def compose_parts(
-    overrides: Iterable[str],
-    config_dir: str | os.PathLike | None = None,
-    *,
-    dirs: list[Path] | None = None,
-    stamp: tuple | None = None,
-) -> Composed:
-    """Validate and compose; see :func:`compose`. Also returns the group-only base config.
+@dataclass
+class Validated:
+    """Overrides checked against the config they apply to (see :func:`validate_overrides`).
 
-    Args:
-        overrides: override strings.
-        config_dir: optional user config folder searched first.
-        dirs, stamp: precomputed :func:`search_dirs` / :func:`fingerprint` (batch callers).
+    Attributes:
+        group_ovs, leaf_ovs: the parsed group and key overrides.
+        base: the shared cached config of the group choices (do not change it).
+        groups: the group choices as given, ``[(group, option), ...]``.
+    """
+
+    group_ovs: list
+    leaf_ovs: list
+    base: DictConfig
+    groups: list[tuple[str, Any]]
+
+
+_OPTIONS_CACHE: dict[tuple, dict[str, list[str]]] = {}
+
+
+def validate_overrides(overrides: Iterable[str], dirs: list[Path], stamp: tuple) -> Validated:
+    """Parse and check every override, composing (cached) the group choices.
 
     Raises:
         ConfigError: every problem found, one line each.
     """
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
     overrides = [str(o) for o in overrides]
-    dirs = search_dirs(config_dir) if dirs is None else dirs
-    stamp = fingerprint(dirs) if stamp is None else stamp
     parsed, problems = parse_overrides(overrides)
-    options = group_options(dirs)
+    options_key = (tuple(map(str, dirs)), stamp)
+    options = _OPTIONS_CACHE.get(options_key)
+    if options is None:
+        options = _OPTIONS_CACHE[options_key] = group_options(dirs)
 
     group_ovs, leaf_ovs = [], []
     for ov in parsed:
@@ -240,15 +257,39 @@ def compose_parts(
             problems += check_leaf_override(ov, base, NON_GROUP_DIRS, options)
     if problems:
         raise ConfigError(problems)
+    groups = [(ov.key_or_group, _plain(ov.value())) for ov in group_ovs]
+    return Validated(group_ovs, leaf_ovs, base, groups)
 
-    cfg = copy.deepcopy(base)
+
+def compose_parts(
+    overrides: Iterable[str],
+    config_dir: str | os.PathLike | None = None,
+    *,
+    dirs: list[Path] | None = None,
+    stamp: tuple | None = None,
+) -> Composed:
+    """Validate and compose; see :func:`compose`. Also returns the group-only base config.
+
+    Args:
+        overrides: override strings.
+        config_dir: optional user config folder searched first.
+        dirs, stamp: precomputed :func:`search_dirs` / :func:`fingerprint` (batch callers).
+
+    Raises:
+        ConfigError: every problem found, one line each.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    dirs = search_dirs(config_dir) if dirs is None else dirs
+    stamp = fingerprint(dirs) if stamp is None else stamp
+    checked = validate_overrides(overrides, dirs, stamp)
+    cfg = copy.deepcopy(checked.base)
     try:
         # Exactly what Hydra's compose does after merging the defaults list.
-        ConfigLoaderImpl._apply_overrides_to_config(leaf_ovs, cfg)
+        ConfigLoaderImpl._apply_overrides_to_config(checked.leaf_ovs, cfg)
     except Exception as exc:
         raise ConfigError(f"applying overrides failed: {_one_line(exc)}") from exc
-    groups = [(ov.key_or_group, _plain(ov.value())) for ov in group_ovs]
-    return Composed(cfg=cfg, base=base, groups=groups)
+    return Composed(cfg=cfg, base=checked.base, groups=checked.groups)
 
 
 def _plain(value: Any) -> Any:
