@@ -255,7 +255,7 @@ def render_job(job: JobSpec, settings: KubernetesSettings) -> dict[str, Any]:
             "podReplacementPolicy": "Failed",
             "template": {
                 "metadata": {
-                    "labels": labels,
+                    "labels": dict(labels),  # a copy: YAML output without anchors
                     "annotations": {"kubectl.kubernetes.io/default-container": CONTAINER},
                 },
                 "spec": pod_spec,

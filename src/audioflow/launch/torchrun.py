@@ -11,8 +11,14 @@ Example: python -m audioflow.launch.torchrun --standalone --nproc-per-node=1 -m 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from .base import CONFIG_ERROR_EXIT_CODE
+
+
+def failure_status(exit_codes: Iterable[int]) -> int:
+    """The exit status for failed workers: 2 if any had a configuration error, else 1."""
+    return CONFIG_ERROR_EXIT_CODE if CONFIG_ERROR_EXIT_CODE in set(exit_codes) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         torchrun_main(sys.argv[1:] if argv is None else argv)
     except ChildFailedError as exc:
-        codes = {failure.exitcode for failure in exc.failures.values()}
-        return CONFIG_ERROR_EXIT_CODE if CONFIG_ERROR_EXIT_CODE in codes else 1
+        return failure_status(failure.exitcode for failure in exc.failures.values())
     return 0
 
 

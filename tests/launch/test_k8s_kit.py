@@ -1,0 +1,195 @@
+"""The cluster kit around the launcher: settings from team files, `audioflow k8s render`,
+the exit-status-keeping torchrun, the Snakemake profile and the Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from audioflow.launch.base import CONFIG_ERROR_EXIT_CODE, get_launcher
+from audioflow.launch.k8s_settings import load_settings, settings_from_cluster
+from audioflow.launch.kubernetes import KubernetesLauncher
+from audioflow.launch.torchrun import failure_status
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+TEAM = """\
+# test team
+clusters:
+  local:
+    xp_root: {xp_root}
+  kubernetes:
+    xp_root: {xp_root}
+    kubernetes:
+      namespace: speech
+      image: registry.example/audioflow:2
+      pvc: speech-shared
+      mount_path: /mnt/speech
+      node_selector: {{pool: h100}}
+      tolerations: [{{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}}]
+      shm_size: 16Gi
+      secret_env: [{{name: AWS_ACCESS_KEY_ID, secret: s3, key: id}}]
+      metrics_port: 9300
+      backoff_limit: 5
+"""
+
+
+@pytest.fixture
+def team_env(tmp_path, monkeypatch):
+    team = tmp_path / "team.yaml"
+    team.write_text(TEAM.format(xp_root=tmp_path / "xps"))
+    monkeypatch.setenv("AUDIOFLOW_CONFIG", str(team))
+    monkeypatch.delenv("AUDIOFLOW_CLUSTER", raising=False)
+    monkeypatch.delenv("AUDIOFLOW_XP_DIR", raising=False)
+    return tmp_path
+
+
+def test_settings_come_from_the_kubernetes_cluster_of_the_team(team_env):
+    settings = load_settings()
+    assert settings.namespace == "speech" and settings.image == "registry.example/audioflow:2"
+    assert (settings.pvc, settings.mount_path) == ("speech-shared", "/mnt/speech")
+    assert settings.node_selector == {"pool": "h100"}
+    assert settings.tolerations[0]["key"] == "nvidia.com/gpu"
+    assert settings.secret_env[0].secret == "s3" and settings.metrics_port == 9300
+    assert settings.backoff_limit == 5
+    # Pods select the same cluster entry as the process that submitted them.
+    assert settings.env["AUDIOFLOW_CLUSTER"] == "kubernetes"
+    assert "AUDIOFLOW_CLUSTER" not in os.environ
+
+
+def test_shipped_default_team_has_a_usable_kubernetes_cluster(monkeypatch):
+    monkeypatch.delenv("AUDIOFLOW_CONFIG", raising=False)
+    monkeypatch.delenv("AUDIOFLOW_TEAM", raising=False)
+    monkeypatch.setenv("AUDIOFLOW_CLUSTER", "kubernetes")
+    settings = load_settings()
+    assert settings.pvc == "audioflow-shared"  # the claim of k8s/pvc.yaml
+    assert settings.service_account == "audioflow"  # the account of k8s/rbac.yaml
+    pvc = yaml.safe_load((REPO / "k8s/pvc.yaml").read_text())
+    assert settings.namespace == pvc["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize(
+    "kube,needle",
+    [
+        ({}, "kubernetes.image is not set"),
+        ({"image": "x", "secret_env": [{"name": "A"}]}, "kubernetes.secret_env[0]"),
+    ],
+)
+def test_bad_settings_name_the_key(kube, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        settings_from_cluster({"cluster": "kubernetes", "kubernetes": kube})
+
+
+def test_registry_builds_the_kubernetes_launcher():
+    assert isinstance(get_launcher("kubernetes"), KubernetesLauncher)
+
+
+def test_launcher_without_image_exits_2_with_one_line(team_env, tmp_path, capsys):
+    (tmp_path / "team.yaml").write_text("clusters:\n  kubernetes:\n    kubernetes: {}\n")
+    from audioflow.launch.base import JobSpec
+
+    status = KubernetesLauncher().launch(JobSpec(name="af-x-train-1", args=["run"]))
+    assert status == CONFIG_ERROR_EXIT_CODE
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "kubernetes.image is not set" in err
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "audioflow.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_render_prints_valid_manifests_for_an_existing_xp(team_env):
+    from audioflow.config import get_xp
+
+    # Any shipped compression solver config will do: only the overrides matter here.
+    solver = sorted((REPO / "config/solver/compression").glob("*.yaml"))[0].stem
+    xp = get_xp([f"solver=compression/{solver}", "optim.lr=0.002"])
+    out = run_cli("k8s", "render", xp.sig, "train", "4", "--nodes", "2", "--gpus", "8")
+    assert out.returncode == 0, out.stderr
+    job, service = list(yaml.safe_load_all(out.stdout))
+    for obj in (job, service):
+        kubernetes_validate.validate(obj, "1.30", strict=True)
+    assert job["metadata"]["name"] == f"af-{xp.sig}-train-4"
+    assert job["metadata"]["namespace"] == "speech"
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "optim.lr=0.002" in command and command[-4:] == ["--stage", "train", "--epoch", "4"]
+    assert "--nproc-per-node=8" in command
+
+
+def test_render_of_an_unknown_xp_exits_2_with_one_line(team_env):
+    out = run_cli("k8s", "render", "deadbeef", "valid", "1")
+    assert out.returncode == CONFIG_ERROR_EXIT_CODE
+    assert out.stdout == "" and out.stderr.strip().count("\n") == 0 and "deadbeef" in out.stderr
+
+
+def test_torchrun_wrapper_keeps_the_config_error_code(tmp_path):
+    """Real torchrun (CPU): plain torchrun would turn the worker's 2 into 1."""
+    worker = tmp_path / "worker.py"
+    # Only rank 1 fails: the code must survive whichever worker returned it.
+    worker.write_text("import os, sys\nsys.exit(2 if os.environ['RANK'] == '1' else 0)\n")
+    cmd = [sys.executable, "-m", "audioflow.launch.torchrun", "--standalone"]
+    cmd += ["--nproc-per-node=2", str(worker)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == CONFIG_ERROR_EXIT_CODE, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "codes,status", [([2], 2), ([1, 2], 2), ([3], 1), ([-9, 1], 1), ([-15], 1)]
+)
+def test_failure_status_keeps_only_the_config_error_code(codes, status):
+    assert failure_status(codes) == status
+
+
+def test_profile_selects_the_kubernetes_launcher(tmp_path):
+    """`snakemake --profile k8s` with the shipped profile, on a one-rule workflow."""
+    (tmp_path / "k8s").mkdir()
+    (tmp_path / "k8s/config.yaml").write_text((REPO / "k8s/config.yaml").read_text())
+    (tmp_path / "Snakefile").write_text(
+        'config.setdefault("launcher", "local")\n'
+        "rule train:\n"
+        '    output: "train.txt"\n'
+        "    threads: 1\n"
+        "    resources: gpu=0, nodes=1, nproc_per_node=1, mem_mb=1000\n"
+        '    shell: "echo {config[launcher]} {resources.gpu} {resources.nodes} {threads}'
+        ' > {output}"\n'
+    )
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}")
+    out = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", "k8s", "--set-resources", "train:nodes=2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    launcher, gpu, nodes, threads = (tmp_path / "train.txt").read_text().split()
+    assert launcher == "kubernetes" and nodes == "2"
+    assert int(threads) == 8  # the profile's set-threads, not cut to this machine's cores
+
+
+def test_dockerfile_copies_what_exists_and_runs_as_the_manifests_user():
+    text = (REPO / "Dockerfile").read_text()
+    assert text.startswith("#")
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert (REPO / source).exists(), f"Dockerfile copies missing {source}"
+    assert re.search(r"^USER 1000(:1000)?$", text, re.M)  # numeric: runAsNonRoot can verify it
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored
