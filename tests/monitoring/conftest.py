@@ -96,11 +96,11 @@ def pushgateway(tmp_path):
         log.close()
 
 
-def local_scrape_config(target_port: int, out_dir: Path) -> Path:
-    """A temp copy of the shipped local scrape config aimed at one port, scraping every 1 s."""
+def local_scrape_config(target_port: int, out_dir: Path, scrape_interval: str = "1s") -> Path:
+    """A temp copy of the shipped local scrape config aimed at one port."""
     config = yaml.safe_load((MONITORING_DIR / "prometheus-local.yml").read_text())
-    config["global"]["scrape_interval"] = "1s"
-    config["global"]["evaluation_interval"] = "1s"
+    config["global"]["scrape_interval"] = scrape_interval
+    config["global"]["evaluation_interval"] = scrape_interval
     for job in config["scrape_configs"]:
         job["static_configs"] = [{"targets": [f"127.0.0.1:{target_port}"]}]
     path = out_dir / "prometheus.yml"
@@ -124,8 +124,8 @@ def start_prometheus(prometheus_bin, tmp_path):
     """Start a real Prometheus on 127.0.0.1 scraping one local port; returns its base URL."""
     procs: list[tuple[subprocess.Popen, object]] = []
 
-    def start(target_port: int) -> str:
-        config = local_scrape_config(target_port, tmp_path)
+    def start(target_port: int, scrape_interval: str = "1s") -> str:
+        config = local_scrape_config(target_port, tmp_path, scrape_interval)
         port = free_port()
         log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
 
 from audioflow.monitoring.stage import StageMonitor
 
-from .conftest import free_port, prom_query
+from .conftest import REPO, free_port, prom_query
 from .test_dashboard import dashboard_exprs
 
 SIG = "0c0ffee0"
 UPDATES = 12
 BATCH = 4
+# The user solver of the solver tests: a small regression MLP on synthetic tensors.
+USER_SOLVER = REPO / "tests" / "solvers" / "user_config"
 
 
 def train(monitor: StageMonitor) -> float:
@@ -94,3 +100,37 @@ def test_prometheus_reads_back_loss_and_update_counters(start_prometheus):
         assert [s["metric"]["loss"] for s in loss_panel] == ["mse"]
     finally:
         monitor.finish(success=True)
+
+
+def test_prometheus_scrapes_a_real_audioflow_run(start_prometheus, tmp_path):
+    """`audioflow run` of the solver tests' user solver, scraped four times a second."""
+    from audioflow.config import signature
+
+    user_dir = tmp_path / "user_config"
+    shutil.copytree(USER_SOLVER, user_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    overrides = ["solver=my_solver", "optim.epochs=1", "optim.updates_per_epoch=400"]
+    port = free_port()
+    env = dict(
+        os.environ,
+        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        PYTHONPATH=str(user_dir),
+        OMP_NUM_THREADS="1",
+        AUDIOFLOW_XP_DIR=str(tmp_path / "xps"),
+    )
+    prometheus = start_prometheus(port, scrape_interval="250ms")
+    run = subprocess.run(
+        ["audioflow", "run", *overrides, "--config-dir", str(user_dir), "--stage", "train"]
+        + ["--epoch", "1", f"monitoring.port={port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    sig = signature(overrides, config_dir=user_dir)
+    sel = f'signature="{sig}",stage="train",rank="0"'
+    updates = prom_query(prometheus, f"max_over_time(audioflow_updates_total{{{sel}}}[10m])")
+    assert updates["result"], f"Prometheus never scraped the run; its log:\n{run.stderr[-2000:]}"
+    assert 0 < float(updates["result"][0]["value"][1]) <= 400
+    loss = prom_query(prometheus, f'last_over_time(audioflow_loss{{{sel},loss="loss"}}[10m])')
+    assert math.isfinite(float(loss["result"][0]["value"][1]))

@@ -236,18 +236,19 @@ class LoopMixin:
                         self._maybe_save_mid_epoch()
                 shown = avg.result() if progress.due_next() else None
                 progress.step(shown)
-                if train and shown is not None:
-                    self._report_update(shown, accum, t_step, t_wait, progress)
+                if train and updated:
+                    # Monitors count every update; TensorBoard keeps the logging cadence.
+                    self._report_update(shown, metrics or {}, accum, t_step, t_wait, progress)
                 t_wait = self._clock()
         finally:
             progress.close()
         # averaged over ranks here, so every rank takes the same best-state decision
         return distrib.average_metrics(avg.result())
 
-    def _report_update(self, metrics, accum, t_step, t_wait, progress) -> None:
+    def _report_update(self, shown, metrics, accum, t_step, t_wait, progress) -> None:
         step = (self.epoch - 1) * self._updates() + self._updates_done
-        if self.is_rank_zero:
-            self.tensorboard.add("train_updates", metrics, step)
+        if self.is_rank_zero and shown is not None:
+            self.tensorboard.add("train_updates", shown, step)
         if self._monitor is not None:
             lrs = self.optim_sches.get_lrs() if self.optim_sches is not None else {}
             batch = int(self._select("dataset.batch_size", 0))
