@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -20,7 +23,8 @@ def test_get_xp_writes_overrides_and_resolved_config(cfg_dir, clean_env):
     stored = yaml.safe_load((xp.folder / "config.yaml").read_text())
     assert stored["optim"]["lr"] == 0.5 and stored["label"] == 1  # interpolation resolved
     assert dict(xp.delta) == {"optim.lr": 0.5, "label": "${seed}"}
-    assert not [p for p in xp.folder.iterdir() if p.name.startswith(".")]  # no temp files left
+    leftovers = [p.name for p in xp.folder.iterdir() if p.name.startswith(".")]
+    assert leftovers == [".config.lock"]  # no temp files left
 
 
 def test_same_xp_reopens_same_folder(cfg_dir):
@@ -93,3 +97,15 @@ def test_excluded_keys_are_not_drift(cfg_dir):
     stored = yaml.safe_load((xp.folder / "config.yaml").read_text())
     assert stored["device"] == "cuda" and stored["logging"]["level"] == "DEBUG"
     assert not (xp.folder / "drift.json").exists()
+
+
+def test_ranks_accepting_drift_together_record_it_once(cfg_dir, clean_env):
+    # Every rank of a torchrun job opens the XP; the drift must be recorded once.
+    xp = get_xp([], cfg_dir)
+    _edit_default(cfg_dir, "epochs: 2", "epochs: 5")
+    code = f"from audioflow.config import get_xp; get_xp([], {str(cfg_dir)!r}, accept_drift=True)"
+    env = {**os.environ, "AUDIOFLOW_XP_DIR": str(clean_env)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    records = json.loads((xp.folder / "drift.json").read_text())
+    assert len(records) == 1 and records[0]["new"] == {"optim.epochs": 5}

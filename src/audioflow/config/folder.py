@@ -13,11 +13,13 @@ Files written here (each atomically: temp file, fsync, rename):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.json"
 DELTA_FILE = "delta.json"
 DRIFT_FILE = "drift.json"
+MUTEX_FILE = ".config.lock"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -111,6 +114,56 @@ def _record_drift(folder: Path, changes: dict, overrides: list[str]) -> None:
     atomic_write_text(path, json.dumps(records, indent=2, default=str) + "\n")
 
 
+@contextmanager
+def _folder_mutex(folder: Path) -> Iterator[None]:
+    """Serialise the check-and-write of the folder's config files between processes
+    (every rank of a torchrun job opens the XP): a blocking flock held for milliseconds,
+    on a file outside ``locks/`` so that it never shows as a running stage."""
+    fd = os.open(folder / MUTEX_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _store(
+    folder: Path,
+    sig: str,
+    overrides: list[str],
+    delta: list,
+    resolved: dict,
+    patterns: list[str],
+    accept_drift: bool,
+) -> None:
+    """Create the folder's files, or check the stored config against ``resolved``."""
+    config_path = folder / CONFIG_FILE
+    text = _dump_config(resolved)
+    if not config_path.exists():
+        if not (folder / OVERRIDES_FILE).exists():
+            atomic_write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+        atomic_write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
+        atomic_write_text(config_path, text)  # last: its presence means the folder is complete
+        return
+    stored_text = config_path.read_text()
+    try:
+        stored = yaml.safe_load(stored_text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML; restore it or clear the XP") from exc
+    changes = {
+        key: change
+        for key, change in diff_flat(flatten(stored), flatten(resolved)).items()
+        if not is_excluded(key, patterns)
+    }
+    if changes and not accept_drift:
+        raise DriftError(drift_lines(sig, folder, changes), changes)
+    if changes:
+        _record_drift(folder, changes, overrides)
+    if text != stored_text:
+        # Excluded keys (device, logging, ...) describe the latest run: keep them current.
+        atomic_write_text(config_path, text)
+
+
 def xp_folder(sig: str) -> Path:
     """``<xp_root>/xps/<sig>`` for the selected team/cluster."""
     return xp_root() / XPS_DIR / sig
@@ -142,33 +195,9 @@ def get_xp(
     sig = sign(delta)
     resolved = _resolve(parts.cfg)
     folder = xp_folder(sig)
-    config_path = folder / CONFIG_FILE
-    text = _dump_config(resolved)
-    if config_path.exists():
-        stored_text = config_path.read_text()
-        try:
-            stored = yaml.safe_load(stored_text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML; restore it or clear the XP") from exc
-        patterns = exclude_patterns(parts.cfg)
-        changes = {
-            key: change
-            for key, change in diff_flat(flatten(stored), flatten(resolved)).items()
-            if not is_excluded(key, patterns)
-        }
-        if changes and not accept_drift:
-            raise DriftError(drift_lines(sig, folder, changes), changes)
-        if changes:
-            _record_drift(folder, changes, overrides)
-        if text != stored_text:
-            # Excluded keys (device, logging, ...) describe the latest run: keep them current.
-            atomic_write_text(config_path, text)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / OVERRIDES_FILE).exists():
-            atomic_write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
-        atomic_write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
-        atomic_write_text(config_path, text)  # last: its presence means the folder is complete
+    folder.mkdir(parents=True, exist_ok=True)
+    with _folder_mutex(folder):
+        _store(folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift)
     return XP(sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta)
 
 
