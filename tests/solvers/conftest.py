@@ -35,7 +35,8 @@ def make_solver(user_dir):
     from audioflow.config.xp import set_current_xp
 
     def make(*overrides):
-        xp = get_xp(["solver=my_solver", *overrides], config_dir=user_dir)
+        chosen = [] if any(o.startswith("solver=") for o in overrides) else ["solver=my_solver"]
+        xp = get_xp([*chosen, *overrides], config_dir=user_dir)
         set_current_xp(xp)
         from audioflow.solvers.registry import get_solver_class
 

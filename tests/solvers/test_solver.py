@@ -153,3 +153,49 @@ def test_stages_one_by_one_match_the_workflow_contract(make_solver):
     assert hist[1]["evaluate"] == evaluated
     with pytest.raises(checkpoint.CheckpointError, match="checkpoint_5.th"):
         solver.run_stage("valid", 5)
+
+
+def _weights(solver):
+    return {k: v.clone() for k, v in solver.model.state_dict().items()}
+
+
+def test_optim_sches_path_accumulates_and_counts_updates(make_solver):
+    solver = make_solver("solver=my_loss_solver", "optim.accum_grad=2", "optim.ema.use=true")
+    solver.run()
+    assert solver.optim_sches.real_step == 10  # 2 epochs x 5 updates, 2 micro-batches each
+    state = _ckpt(solver)
+    assert state["micro_done"] == 10 and set(state["state"]) == {"model", "optim_sches", "ema"}
+
+
+def test_optim_sches_path_nonfinite_policy(make_solver):
+    # NaN losses are injected at updates counted by real_step + skipped_updates
+    solver = make_solver(
+        "solver=my_loss_solver", "optim.epochs=1", "toy.nan_from=2", "optim.max_nonfinite=2"
+    )
+    with pytest.raises(NonFiniteLossError, match="non-finite loss loss"):
+        solver.run()  # the rest of the epoch is NaN: 3 > max_nonfinite
+    solver = make_solver(
+        "solver=my_loss_solver", "optim.epochs=1", "toy.nan_from=2", "toy.nan_until=3"
+    )
+    solver.run()
+    assert solver.optim_sches.real_step == 3 and solver.optim_sches.skipped_updates == 2
+
+
+def test_optim_sches_path_resumes_exactly_after_a_crash(make_solver, monkeypatch):
+    overrides = ("solver=my_loss_solver", "optim.accum_grad=2", "checkpoint.save_every_updates=1")
+    straight = make_solver(*overrides)
+    straight.run()
+    expected = _weights(straight)
+    history = list(straight.history)
+    for path in straight.folder.iterdir():  # same XP again, from scratch
+        if path.is_file():
+            path.unlink()
+    monkeypatch.setenv("MY_SOLVER_KILL_AT", "7")
+    with pytest.raises(RuntimeError, match="crash at update 7"):
+        make_solver(*overrides).run()
+    monkeypatch.delenv("MY_SOLVER_KILL_AT")
+    resumed = make_solver(*overrides)
+    resumed.run()
+    for key, value in expected.items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert resumed.history == history

@@ -211,7 +211,7 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
 
     # -- one train micro-step -------------------------------------------------------------------
     def _train_step(self, idx: int, batch) -> tuple[dict, bool, bool]:
-        """Run one micro-batch; returns (metrics, update_done, skipped_nonfinite)."""
+        """Run one micro-batch; returns (metrics, window_ended, skipped_nonfinite)."""
         if self.optim_sches is None:
             self._skipped_step = False
             metrics = self.run_step(idx, batch, {})
@@ -230,7 +230,8 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
                 metrics = self.run_step(idx, batch, {})
             losses = {k: v for k, v in metrics.items() if torch.is_tensor(v)}
             info = group.step(losses, step_num)
-        return metrics, bool(info["updated"]), bool(info["skipped_nonfinite"])
+        # a window's end is an update of the epoch even when it was skipped (non-finite)
+        return metrics, last, bool(info["skipped_nonfinite"])
 
     def _after_update(self, metrics: dict, skipped: bool) -> None:
         """EMA and NaN policy after an update."""

@@ -92,6 +92,8 @@ class MySolver(base.StandardSolver):
         if self.is_training:
             toy, update = self.cfg.toy, self._global_update()
             if update == int(os.environ.get("MY_SOLVER_KILL_AT", "0")):  # crash tests
+                if os.environ.get("MY_SOLVER_CRASH") == "raise":
+                    raise RuntimeError(f"crash at update {update}")
                 os.kill(os.getpid(), signal.SIGKILL)
             if toy.nan_from and update >= toy.nan_from and update <= (toy.nan_until or update):
                 loss = loss * float("nan")
