@@ -191,6 +191,20 @@ def test_finished_job_of_same_name_is_replaced(tmp_path):
         assert next(iter(cluster.jobs.values()))["metadata"]["uid"] != old_uid
 
 
+def test_job_deleted_by_someone_else_fails_the_rule(tmp_path):
+    def scenario(cluster, job):
+        pod = cluster.add_pod(job, 0)
+        cluster.write_log(pod, "step 1\n")
+        time.sleep(0.2)
+        cluster.delete_job(job["metadata"]["name"], "Background")  # kubectl delete job
+
+    with KubernetesAPIDouble() as api:
+        api.cluster.on_job_created = scenario
+        job = make_job(tmp_path)
+        assert launcher(api).launch(job) == 1
+    assert "was deleted before it finished" in job.log_path.read_text()
+
+
 def test_sigterm_deletes_the_job(tmp_path):
     """A real `audioflow launch` process gets SIGTERM while its Job runs."""
 

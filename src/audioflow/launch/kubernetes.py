@@ -5,7 +5,7 @@ job it renders the Job and its headless Service (:mod:`audioflow.launch.manifest
 submits them with the official client, streams the rank-0 pod's output into the rule's
 log and returns the Job's outcome as the rule's exit status. A Job of the same name still
 running (the controller was restarted) is re-attached to instead of submitted twice.
-SIGINT/SIGTERM (Ctrl-C, a Snakemake cancel) delete the Job and its pods.
+SIGINT/SIGTERM (Ctrl-C on snakemake reaches every launcher) delete the Job and its pods.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .base import CONFIG_ERROR_EXIT_CODE, JobSpec, Launcher
@@ -261,23 +262,21 @@ def _open_log(path: Path | None):
     return open(path, "ab")  # noqa: SIM115 - closed by the launcher
 
 
-class _signals_raise_cancelled:
+@contextmanager
+def _signals_raise_cancelled() -> Iterator[None]:
     """Turn SIGINT/SIGTERM into :class:`Cancelled` while the launcher follows a Job."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its owner handles signals
+        return
 
-    signals = (signal.SIGINT, signal.SIGTERM)
+    def cancel(signum, _frame):
+        raise Cancelled(signum)
 
-    def __enter__(self) -> None:
-        self.previous: dict[int, Callable | int | None] = {}
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may set handlers; its owner handles signals
-
-        def cancel(signum, _frame):
-            raise Cancelled(signum)
-
-        self.previous = {s: signal.signal(s, cancel) for s in self.signals}
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self.previous.items():
+    previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
             signal.signal(s, handler)
 
 
