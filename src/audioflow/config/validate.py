@@ -99,6 +99,8 @@ def all_keys(cfg: DictConfig) -> list[str]:
 def closest_keys(key: str, candidates: list[str], n: int = 3) -> list[str]:
     """Up to ``n`` valid names close to ``key``: whole dotted names first, then names whose
     last part is close (``lrr`` finds ``optim.lr``)."""
+    # A parent section of the key itself (``optim`` for ``optim.lrr``) is no suggestion.
+    candidates = [c for c in candidates if not key.startswith(c + ".")]
     found = difflib.get_close_matches(key, candidates, n=n, cutoff=0.6)
     last = key.rsplit(".", 1)[-1]
     tails: dict[str, list[str]] = {}
