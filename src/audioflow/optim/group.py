@@ -99,6 +99,7 @@ class OptimSchedulerGroup:
         self.skipped_updates = 0
         self._got_grad = {name: False for name in self._sches}
         self._active: nn.Module | None = None
+        self._covers: dict[tuple[str, ...], bool] = {}
 
     def _check_disjoint(self) -> None:
         owner: dict[int, str] = {}
@@ -228,14 +229,14 @@ class OptimSchedulerGroup:
                     f"loss {loss_name!r} must be a scalar tensor with a graph to back-propagate "
                     f"(got {type(loss).__name__}); compute it outside torch.no_grad()"
                 )
-            loss = loss / self.accum_grad  # out of place: never touch the caller's tensor
+            if self.accum_grad > 1:
+                loss = loss / self.accum_grad  # out of place: never touch the caller's tensor
             scaled[loss_name] = self.scaler.scale(loss) if self.scaler is not None else loss
 
         ddp = self._ddp_syncing()
         if len(scaled) == 1:
             (loss_name,) = scaled
-            owned = {id(p) for n in by_loss[loss_name] for p in self._sches[n].params}
-            if owned == self._trainable:
+            if self._covers_model(tuple(by_loss[loss_name])):
                 scaled[loss_name].backward()
                 for name in by_loss[loss_name]:
                     self._got_grad[name] |= self._sches[name].has_grad()
@@ -272,6 +273,13 @@ class OptimSchedulerGroup:
             # One backward from the parameters themselves: accumulates into .grad and fires
             # DDP's hooks once, so its all-reduce happens exactly when sync is on.
             torch.autograd.backward(leaves, grads)
+
+    def _covers_model(self, names: tuple[str, ...]) -> bool:
+        """Whether these OptimSchedulers together own every trainable parameter (cached)."""
+        if names not in self._covers:
+            owned = {id(p) for n in names for p in self._sches[n].params}
+            self._covers[names] = owned == self._trainable
+        return self._covers[names]
 
     def _ddp_syncing(self) -> nn.parallel.DistributedDataParallel | None:
         model = self._active if self._active is not None else self._model
