@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from audioflow.metrics.codec import MelDistance, bitrate_kbps, si_snr
+from audioflow.metrics.codec import MelDistance, bitrate_kbps, si_snr, si_snr_items
 
 
 def test_si_snr_is_scale_invariant_and_tracks_noise():
@@ -14,6 +14,16 @@ def test_si_snr_is_scale_invariant_and_tracks_noise():
     # noise at 1/10 amplitude: about 20 dB
     assert si_snr(ref + 0.1 * noise, ref).item() == pytest.approx(20, abs=1.0)
     assert si_snr(ref + noise, ref).item() == pytest.approx(0, abs=1.0)
+
+
+def test_si_snr_leaves_silent_items_out():
+    torch.manual_seed(0)
+    ref = torch.randn(2, 1, 4000)
+    ref[1] = 0
+    est = ref + 0.1 * torch.randn_like(ref)
+    assert si_snr_items(est, ref)[1].item() < -50
+    assert si_snr(est, ref).item() == pytest.approx(20, abs=1.0)
+    assert torch.isnan(si_snr(est[1:], ref[1:]))
 
 
 def test_mel_distance_orders_reconstructions():

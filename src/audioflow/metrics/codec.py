@@ -8,16 +8,18 @@ import torch
 import torchaudio
 
 
-def si_snr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant signal-to-noise ratio in dB, averaged over the batch (higher is better).
+def si_snr_items(
+    estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Scale-invariant signal-to-noise ratio in dB of each batch item (higher is better).
 
     Args:
         estimate: (B, C, T) reconstruction.
-        reference: (B, C, T) original.
+        reference: (B, C, T) original (channels are flattened together).
         eps: floor that keeps silent references finite.
 
     Returns:
-        Scalar tensor: mean over batch items (channels are flattened together).
+        (B,) tensor of dB values.
     """
     est = estimate.float().flatten(1)
     ref = reference.float().flatten(1)
@@ -28,7 +30,32 @@ def si_snr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
     target = scale * ref
     noise = est - target
     ratio = (target.pow(2).sum(1) + eps) / (noise.pow(2).sum(1) + eps)
-    return (10 * torch.log10(ratio)).mean()
+    return 10 * torch.log10(ratio)
+
+
+def audible(reference: torch.Tensor, threshold: float = 1e-6) -> torch.Tensor:
+    """(B,) mask of items whose mean power exceeds ``threshold`` (about -60 dBFS).
+
+    SI-SNR of a silent reference is meaningless (about -100 dB whatever the estimate):
+    such items would swamp a batch mean, so metrics leave them out.
+    """
+    return reference.float().flatten(1).pow(2).mean(1) > threshold
+
+
+def si_snr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean SI-SNR in dB over the audible items of a batch (NaN when all are silent).
+
+    Args:
+        estimate: (B, C, T) reconstruction.
+        reference: (B, C, T) original.
+        eps: see :func:`si_snr_items`.
+
+    Returns:
+        Scalar tensor.
+    """
+    values = si_snr_items(estimate, reference, eps)
+    mask = audible(reference)
+    return values[mask].mean() if bool(mask.any()) else values.new_tensor(float("nan"))
 
 
 class MelDistance(torch.nn.Module):

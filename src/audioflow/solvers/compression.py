@@ -1,0 +1,232 @@
+"""CompressionSolver: trains an EnCodec-style neural audio codec (``solver: compression``).
+
+Train and valid run on fixed-length segments: the codec reconstructs them and the
+weighted reconstruction objective (waveform L1/L2, multi-scale mel, multi-resolution STFT,
+commitment) is minimised. With ``losses.adv`` or ``losses.feat`` > 0 a multi-scale STFT
+discriminator joins: the generator adds hinge and feature-matching terms to ``gen_loss``
+and the discriminator learns on ``disc_loss``, each through its own OptimScheduler
+(``optim_sches.gen`` and ``optim_sches.disc``). Evaluate reports SI-SNR, mel distance and
+bitrate per bandwidth with the best state; generate writes audio, spectrograms and an
+HTML page to listen to. See docs/tasks/compression.md.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+
+from audioflow.losses.adversarial import (
+    feature_matching_loss,
+    frozen,
+    hinge_disc_loss,
+    hinge_gen_loss,
+)
+from audioflow.losses.codec import ReconstructionLoss
+from audioflow.metrics.codec import MelDistance, audible, si_snr, si_snr_items
+from audioflow.models.builders import build_compression_model, build_discriminator
+from audioflow.solvers import compression_samples as samples
+from audioflow.solvers.base import StandardSolver
+
+ADVERSARIAL = ("adv", "feat")
+
+
+def codec_state_dict(state: dict) -> dict:
+    """The codec's weights out of the solver model's state (the discriminator left out)."""
+    return {k: v for k, v in state.items() if not k.startswith("discriminator.")}
+
+
+class CompressionSolver(StandardSolver):
+    """Neural audio codec solver; config keys in config/solver/compression/*.yaml."""
+
+    def best_metric(self) -> str:
+        return "mel_distance"
+
+    # -- building --------------------------------------------------------------------------
+    def build_model(self) -> None:
+        from audioflow.config.errors import ConfigError
+
+        cfg = self.cfg
+        weights = OmegaConf.to_container(cfg.losses, resolve=True)
+        adv = {k: float(weights.pop(k, 0.0)) for k in ADVERSARIAL}
+        self.adversarial = any(w > 0 for w in adv.values())
+        self.adv_weights = adv
+        try:
+            self.model = build_compression_model(cfg).to(self.device)
+            self.loss_fn = ReconstructionLoss(
+                int(cfg.sample_rate),
+                weights,
+                mel_kwargs=OmegaConf.to_container(cfg.mel_loss, resolve=True),
+                mrstft_kwargs=OmegaConf.to_container(cfg.mrstft_loss, resolve=True),
+            ).to(self.device)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"compression model/losses: {exc}") from None
+        mel = cfg.metrics.mel_distance
+        self.mel_distance = MelDistance(int(cfg.sample_rate), int(mel.n_fft), int(mel.n_mels))
+        self.mel_distance.to(self.device)
+        if self.adversarial:
+            if cfg.optim_sches is None:
+                raise ConfigError(
+                    "losses.adv/losses.feat > 0 train a discriminator: set optim_sches with a "
+                    "gen (encoder, quantizer, decoder) and a disc (discriminator) entry, as "
+                    "solver=compression/gan_debug does"
+                )
+            # The discriminator is a child of the model so that optim_sches.disc finds it by
+            # name and DDP syncs it with the codec; export leaves it out (codec_state_dict).
+            self.model.discriminator = build_discriminator(cfg).to(self.device)
+        self.register_stateful("model")
+        if cfg.optim_sches is None:
+            from audioflow.optim import build_optimizer
+
+            self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+            self.register_stateful("optimizer")
+        self.register_best("model")
+        self.register_ema("model")
+
+    def build_dataloaders(self) -> None:
+        from audioflow.data.builders import build_audio_loaders
+
+        self.dataloaders = build_audio_loaders(self.cfg, self.world_size, self.rank)
+
+    @property
+    def codec(self):
+        """The codec inside a possible DDP wrapper."""
+        return self._get("model")
+
+    # -- train / valid -----------------------------------------------------------------------
+    @staticmethod
+    def _audio(batch) -> torch.Tensor:
+        return batch[0] if isinstance(batch, tuple | list) else batch
+
+    def run_step(self, idx: int, batch, metrics: dict) -> dict:
+        """Reconstruct a batch; on train return (or step on) ``gen_loss``/``disc_loss``."""
+        x = self._audio(batch).to(self.device)  # (B, C, T)
+        result = self.model(x)
+        y = result.x
+        recon, terms = self.loss_fn(y, x, result.penalty)
+        gen_loss = recon
+        if self.adversarial and self.is_training:
+            gen_loss, disc_loss, adv_terms = self._adversarial(x, y, recon)
+            terms.update(adv_terms)
+            metrics["disc_loss"] = disc_loss
+        if self.is_training and self.optim_sches is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            gen_loss.backward()
+            max_norm = float(self.cfg.optim.max_norm)
+            if max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            self.optimizer.step()
+        metrics["gen_loss"] = gen_loss if self.is_training else gen_loss.detach()
+        metrics.update({k: v.detach() for k, v in terms.items()})
+        metrics["bandwidth"] = result.bandwidth.detach()
+        with torch.no_grad():
+            metrics["sisnr"] = si_snr(y, x)
+            metrics["mel_distance"] = self.mel_distance(y, x)
+        if self.is_training:
+            metrics.update({k: float(v) for k, v in result.metrics.items()})
+        return metrics
+
+    def _adversarial(self, x: torch.Tensor, y: torch.Tensor, recon: torch.Tensor):
+        disc = self.codec.discriminator
+        # generator side: the discriminator judges the reconstruction but is not trained by it
+        with frozen(disc):
+            logits_fake, fmaps_fake = disc(y)
+            _, fmaps_real = disc(x)
+        adv_terms = {}
+        gen_loss = recon
+        if self.adv_weights["adv"] > 0:
+            adv_terms["adv"] = hinge_gen_loss(logits_fake)
+            gen_loss = gen_loss + self.adv_weights["adv"] * adv_terms["adv"]
+        if self.adv_weights["feat"] > 0:
+            adv_terms["feat"] = feature_matching_loss(fmaps_real, fmaps_fake)
+            gen_loss = gen_loss + self.adv_weights["feat"] * adv_terms["feat"]
+        # discriminator side: real vs detached fake, so disc_loss reaches no codec weight
+        logits_real, _ = disc(x)
+        logits_fake_d, _ = disc(y.detach())
+        return gen_loss, hinge_disc_loss(logits_real, logits_fake_d), adv_terms
+
+    # -- evaluate / generate -----------------------------------------------------------------
+    def _codebook_counts(self, key: str) -> list[int]:
+        total = self.codec.total_codebooks
+        chosen = OmegaConf.select(self.cfg, key)
+        counts = list(range(1, total + 1)) if chosen is None else [int(n) for n in chosen]
+        bad = [n for n in counts if not 1 <= n <= total]
+        if bad:
+            from audioflow.config.errors import ConfigError
+
+            raise ConfigError(f"{key}={counts}: codebook counts must lie in [1, {total}]")
+        return sorted(set(counts) | {total})
+
+    def evaluate(self) -> dict:
+        """SI-SNR, mel distance and bitrate of the evaluate set, per number of codebooks."""
+        codec = self.codec
+        counts = self._codebook_counts("evaluate.bandwidths")
+        sums = {n: {"sisnr": 0.0, "audible": 0, "mel_distance": 0.0, "items": 0} for n in counts}
+        for batch in self.dataloaders["evaluate"]:
+            x = self._audio(batch).to(self.device)
+            mask = audible(x)
+            for n in counts:
+                codec.set_num_codebooks(n)
+                y = codec(x).x
+                acc = sums[n]
+                acc["sisnr"] += float(si_snr_items(y, x)[mask].sum())
+                acc["audible"] += int(mask.sum())
+                acc["mel_distance"] += float(self.mel_distance(y, x)) * x.shape[0]
+                acc["items"] += x.shape[0]
+        codec.set_num_codebooks(codec.total_codebooks)
+        metrics = {}
+        for n, acc in sums.items():
+            suffix = "" if n == codec.total_codebooks else f"_q{n}"
+            metrics[f"sisnr{suffix}"] = acc["sisnr"] / max(acc["audible"], 1)
+            metrics[f"mel_distance{suffix}"] = acc["mel_distance"] / max(acc["items"], 1)
+            metrics[f"bitrate_kbps{suffix}"] = codec.quantizer.bandwidth(n, codec.frame_rate)
+        return metrics
+
+    def generate(self) -> dict:
+        """Write originals and reconstructions per bandwidth under ``samples/epoch_<E>/``."""
+        from audioflow.solvers import distrib
+
+        codec, sr = self.codec, int(self.cfg.sample_rate)
+        counts = self._codebook_counts("generate.bandwidths")
+        limit = int(OmegaConf.select(self.cfg, "generate.max_files", default=4) or 4)
+        folder = self.samples_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        rows, written = [], 0
+        for batch in self.dataloaders.get("generate", self.dataloaders["evaluate"]):
+            x = self._audio(batch).to(self.device)
+            for i in range(x.shape[0]):
+                if written >= limit:
+                    break
+                name = f"r{self.rank}_{written:03d}"
+                rows.append(self._render(codec, x[i : i + 1], name, counts, sr, folder))
+                written += 1
+        codec.set_num_codebooks(codec.total_codebooks)
+        if distrib.is_distributed():  # every rank rendered its shard; rank 0 lists them all
+            parts: list = [None] * self.world_size
+            torch.distributed.all_gather_object(parts, rows)
+            rows = [row for part in parts for row in part]
+        if self.is_rank_zero:
+            columns = ["original"] + [self._label(codec, n) for n in counts]
+            title = f"XP {self.xp.sig}, epoch {self.epoch}: original vs reconstruction"
+            samples.write_index(folder, title, rows, columns)
+        return {"samples": float(written)}
+
+    @staticmethod
+    def _label(codec, n: int) -> str:
+        return f"{codec.quantizer.bandwidth(n, codec.frame_rate):.2f} kbps ({n} codebooks)"
+
+    def _render(self, codec, x: torch.Tensor, name: str, counts, sr: int, folder) -> dict:
+        cells = {}
+        samples.write_audio(folder / f"{name}_original.wav", x[0], sr)
+        samples.write_spectrogram(folder / f"{name}_original.png", x[0], sr, "original")
+        cells["original"] = (f"{name}_original.wav", f"{name}_original.png")
+        scores = []
+        for n in counts:
+            codec.set_num_codebooks(n)
+            y = codec(x).x
+            label = self._label(codec, n)
+            stem = f"{name}_q{n}"
+            samples.write_audio(folder / f"{stem}.wav", y[0], sr)
+            samples.write_spectrogram(folder / f"{stem}.png", y[0], sr, label)
+            cells[label] = (f"{stem}.wav", f"{stem}.png")
+            scores.append(f"q{n}: {float(si_snr_items(y, x)[0]):.1f} dB")
+        return {"name": name, "metrics": "SI-SNR " + ", ".join(scores), "cells": cells}
