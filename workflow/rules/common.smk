@@ -115,9 +115,23 @@ def valid_inputs(wildcards):
     return inputs
 
 
-def best_state_inputs(wildcards):
-    """Evaluate/generate E use the best state as of epoch E: valid E must be done."""
-    return {"valid": marker(plan_of(wildcards).sig, "valid", wildcards.epoch)}
+def best_state_inputs(wildcards, stage):
+    """Evaluate/generate E: valid E (the best state as of E) and the stage's previous run.
+
+    Runs of one stage go in epoch order: each holds the stage's lock in the XP folder.
+    """
+    plan = plan_of(wildcards)
+    epoch = int(wildcards.epoch)
+    epochs = plan.stage_epochs(stage)
+    if epoch not in epochs:
+        raise WorkflowError(
+            f"XP {plan.sig} ({plan.name}) runs {stage} at epochs {epochs}, not at {epoch}"
+        )
+    inputs = {"valid": marker(plan.sig, "valid", epoch)}
+    position = epochs.index(epoch)
+    if position > 0:
+        inputs["previous"] = marker(plan.sig, stage, epochs[position - 1])
+    return inputs
 
 
 def publish_inputs(wildcards):

@@ -10,7 +10,6 @@ rule synth:
     log:
         "logs/data/synth/{split}/audio.log",
     params:
-        launcher=config["launcher"],
         n=lambda wildcards: config["synth"][wildcards.split]["n"],
         seed=lambda wildcards: config["synth"][wildcards.split]["seed"],
     conda:
@@ -23,11 +22,11 @@ rule synth:
         nproc_per_node=1,
     wildcard_constraints:
         split=SPLITS,
+    # Light (a second for the demo corpus), so it runs where snakemake runs, without a
+    # launcher: torchrun would also misread the `--n` option as an abbreviation of its own.
     shell:
-        "audioflow launch --launcher {params.launcher} --name af-data-synth-{wildcards.split}"
-        " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
-        " --label stage=synth --label split={wildcards.split}"
-        " -- synth {output} --n {params.n} --seed {params.seed} --no-manifest --force"
+        "audioflow synth {output} --n {params.n} --seed {params.seed} --no-manifest --force"
+        " > {log} 2>&1"
 
 
 rule manifest:

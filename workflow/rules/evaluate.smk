@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        unpack(best_state_inputs),
+        unpack(lambda wildcards: best_state_inputs(wildcards, "evaluate")),
     output:
         marker("{sig}", "evaluate", "{epoch}"),
     log:

@@ -4,7 +4,7 @@
 
 rule generate:
     input:
-        unpack(best_state_inputs),
+        unpack(lambda wildcards: best_state_inputs(wildcards, "generate")),
     output:
         marker("{sig}", "generate", "{epoch}"),
     log:
