@@ -193,3 +193,72 @@ def test_dockerfile_copies_what_exists_and_runs_as_the_manifests_user():
     assert re.search(r"^USER 1000(:1000)?$", text, re.M)  # numeric: runAsNonRoot can verify it
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
+
+
+def test_controller_command_plans_the_real_workflow_on_kubernetes(tmp_path):
+    """The in-cluster controller's snakemake command, dry-run on this repository's workflow."""
+    controller = yaml.safe_load((REPO / "k8s/controller-job.yaml").read_text())
+    script = controller["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    command = script.split("exec ", 1)[1]
+    command = command.replace("/opt/audioflow", str(REPO))
+    command = command.replace("/etc/audioflow/workflow.yaml", str(REPO / "config/workflow.yaml"))
+    argv = command.split()
+    argv[0] = str(BIN / "snakemake")
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", AUDIOFLOW_XP_DIR=str(tmp_path / "x"))
+    env.pop("AUDIOFLOW_CLUSTER", None)
+    out = subprocess.run(
+        [*argv, "--dry-run", "--directory", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    launches = [line for line in out.stdout.splitlines() if "audioflow launch" in line]
+    assert launches and all("--launcher kubernetes" in line for line in launches)
+    train = [line for line in launches if "--label stage=train" in line]
+    assert train and all("--gpus 1" in line and "--threads 8" in line for line in train)
+
+
+@pytest.mark.slow
+def test_rendered_two_node_command_rendezvous_over_tcp(tmp_path):
+    """Both nodes' rendered torchrun commands, run here as two processes on 127.0.0.1.
+
+    The pod's DNS name of node 0 becomes 127.0.0.1 and the stage becomes a script doing a
+    gloo all-reduce: the node ranks, node count and master address must be right for it
+    to finish with the sum over all 4 processes.
+    """
+    import socket
+
+    from audioflow.launch.base import JobSpec
+    from audioflow.launch.k8s_settings import KubernetesSettings
+    from audioflow.launch.manifests import render_job
+
+    job = JobSpec(name="af-1a2b3c4d-train-1", args=["run"], nodes=2, nproc_per_node=2)
+    rendered = render_job(job, KubernetesSettings(image="x", metrics_port=0))
+    command = rendered["spec"]["template"]["spec"]["containers"][0]["command"]
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import os, torch, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "t = torch.tensor([float(dist.get_rank() + 1)])\n"
+        "dist.all_reduce(t)\n"
+        "open(os.path.join(os.path.dirname(__file__), f'sum{dist.get_rank()}'), 'w')"
+        ".write(str(int(t.item())))\n"
+        "dist.destroy_process_group()\n"
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    master = next(a for a in command if a.startswith("--master-addr="))
+    procs = []
+    for index in range(2):
+        argv = [sys.executable if a == "python" else a for a in command[: command.index("-m", 3)]]
+        argv = [a.replace("$(JOB_COMPLETION_INDEX)", str(index)) for a in argv]
+        argv = ["--master-addr=127.0.0.1" if a == master else a for a in argv]
+        argv = [f"--master-port={port}" if a.startswith("--master-port=") else a for a in argv]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen([*argv, str(worker)], env=env, stderr=subprocess.PIPE))
+    for proc in procs:
+        assert proc.wait(timeout=180) == 0, proc.stderr.read().decode()[-2000:]
+    assert [(tmp_path / f"sum{r}").read_text() for r in range(4)] == ["10"] * 4
