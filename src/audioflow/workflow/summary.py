@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -40,10 +41,15 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _format_metrics(metrics: dict | None, limit: int = 4) -> str:
+def _format_metrics(metrics: dict | None, limit: int = 5) -> str:
     if not metrics:
         return "-"
-    items = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)][:limit]
+    # Per-variant metrics (e.g. `sisnr_q1` per bandwidth) would crowd out the headline ones.
+    items = [
+        (k, v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not re.search(r"_q\d+$", k)
+    ][:limit]
     return ", ".join(f"{k}={v:.4g}" for k, v in items) or "-"
 
 

@@ -1,0 +1,39 @@
+"""The workflow summary printed by `make demo`."""
+
+import json
+
+from audioflow.workflow.plan import XPPlan
+from audioflow.workflow.summary import describe_xp, load_workflow_config
+
+
+def test_describe_xp_reports_progress_metrics_and_listening_page(tmp_path):
+    folder = tmp_path / "xps" / "0123abcd"
+    stages = folder / "stages"
+    stages.mkdir(parents=True)
+    (stages / "valid_1.json").write_text(json.dumps({"loss": 2.5, "sisnr_q1": 1.0}))
+    (stages / "evaluate_1.json").write_text(json.dumps({"sisnr": 3.25, "note": "x"}))
+    page = folder / "samples" / "epoch_1" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<html></html>")
+    plan = XPPlan("demo", "0123abcd", ("solver=compression/debug",), 2, 1, 1, ())
+    text = "\n".join(describe_xp(plan, folder))
+    assert "XP demo (0123abcd): 1/2 epochs validated" in text
+    assert "valid:     loss=2.5" in text and "sisnr_q1" not in text
+    assert "evaluate:  sisnr=3.25 (evaluate_1)" in text
+    assert f"listen:    {page}" in text
+    assert "audioflow info 0123abcd" in text
+
+
+def test_describe_new_xp_has_no_metrics(tmp_path):
+    plan = XPPlan("demo", "0123abcd", (), 2, 1, 1, ())
+    lines = describe_xp(plan, tmp_path / "missing")
+    assert lines[0].endswith("0/2 epochs validated")
+    assert not any("valid:" in line or "listen:" in line for line in lines)
+
+
+def test_later_config_files_override_earlier_ones_by_key(tmp_path):
+    base, extra = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    base.write_text("xps: [{name: a}]\ntrain: {epochs_per_job: 1}\nlauncher: local\n")
+    extra.write_text("xps: [{name: b}]\ntrain: {epochs_per_job: 2}\n")
+    config = load_workflow_config([base, extra])
+    assert config == {"xps": [{"name": "b"}], "train": {"epochs_per_job": 2}, "launcher": "local"}
