@@ -15,7 +15,7 @@ from audioflow.data.manifest import build_manifest, read_manifest
 @pytest.fixture(scope="module")
 def entries(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "manifest.jsonl.gz"
-    build_manifest([corpus], out, workers=1)
+    build_manifest([corpus], out, workers=1, check_tail=True)
     return read_manifest(out)
 
 

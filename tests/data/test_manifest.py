@@ -24,7 +24,7 @@ def _by_name(entries):
 
 def test_fields_match_every_format(corpus, tmp_path):
     out = tmp_path / "m" / "manifest.jsonl.gz"
-    report = build_manifest([corpus], out, workers=1)
+    report = build_manifest([corpus], out, workers=1, check_tail=True)
     entries = _by_name(read_manifest(out))
     assert set(entries) == set(FORMATS)
     assert report.entries == len(FORMATS) and report.probed == len(FORMATS) + len(BROKEN)
@@ -41,7 +41,7 @@ def test_fields_match_every_format(corpus, tmp_path):
 
 def test_sidecars_merge_and_core_keys_win(corpus, tmp_path):
     out = tmp_path / "manifest.jsonl.gz"
-    build_manifest([corpus], out, workers=1)
+    build_manifest([corpus], out, workers=1, check_tail=True)
     entries = _by_name(read_manifest(out))
     assert entries["pcm16.wav"]["speaker"] == "s1"
     assert entries["pcm16.wav"]["weight"] == 2.0
@@ -53,7 +53,7 @@ def test_sidecars_merge_and_core_keys_win(corpus, tmp_path):
 
 def test_rejects_have_reasons_and_never_stop_the_scan(corpus, tmp_path):
     out = tmp_path / "manifest.jsonl.gz"
-    report = build_manifest([corpus], out, workers=1)
+    report = build_manifest([corpus], out, workers=1, check_tail=True)
     reasons = {Path(p).name: r for p, r in report.rejects}
     assert set(reasons) == set(BROKEN)
     for name, prefix in BROKEN.items():
@@ -67,7 +67,7 @@ def test_rejects_have_reasons_and_never_stop_the_scan(corpus, tmp_path):
 def test_bad_sidecar_is_a_reject(corpus, tmp_path):
     root = copy_tree(corpus, tmp_path / "c")
     (root / "pcm32.wav.json").write_text("{not json")
-    report = build_manifest([root], tmp_path / "m.jsonl.gz", workers=1)
+    report = build_manifest([root], tmp_path / "m.jsonl.gz", workers=1, check_tail=True)
     reasons = dict((Path(p).name, r) for p, r in report.rejects)
     assert reasons["pcm32.wav"].startswith("sidecar pcm32.wav.json: invalid JSON")
 
@@ -89,8 +89,8 @@ def test_paths_relative_under_manifest_folder_else_absolute(corpus, tmp_path):
 
 def test_output_is_byte_identical_and_workers_agree(corpus, tmp_path):
     a, b = tmp_path / "a" / "m.jsonl.gz", tmp_path / "b" / "m.jsonl.gz"
-    build_manifest([corpus], a, workers=1, reuse=False)
-    build_manifest([corpus], b, workers=2, reuse=False)
+    build_manifest([corpus], a, workers=1, reuse=False, check_tail=True)
+    build_manifest([corpus], b, workers=2, reuse=False, check_tail=True)
     # The pool path only kicks in for many files; force it with a low threshold.
     import audioflow.data.manifest as manifest_mod
 
@@ -98,7 +98,7 @@ def test_output_is_byte_identical_and_workers_agree(corpus, tmp_path):
     old = manifest_mod._MIN_FILES_FOR_POOL
     manifest_mod._MIN_FILES_FOR_POOL = 1
     try:
-        build_manifest([corpus], c, workers=2, reuse=False)
+        build_manifest([corpus], c, workers=2, reuse=False, check_tail=True)
     finally:
         manifest_mod._MIN_FILES_FOR_POOL = old
     # Paths are absolute here (corpus is outside), so the bytes can be compared directly.
@@ -109,24 +109,24 @@ def test_output_is_byte_identical_and_workers_agree(corpus, tmp_path):
 def test_rescan_reuses_unchanged_and_probes_changed(corpus, tmp_path):
     root = copy_tree(corpus, tmp_path / "c")
     out = root / "manifest.jsonl.gz"
-    first = build_manifest([root], out, workers=1)
+    first = build_manifest([root], out, workers=1, check_tail=True)
     before = out.read_bytes()
-    again = build_manifest([root], out, workers=1)
+    again = build_manifest([root], out, workers=1, check_tail=True)
     assert (again.reused, again.probed) == (first.entries, len(BROKEN))
     assert out.read_bytes() == before
     stamp = out.stat().st_mtime_ns
-    build_manifest([root], out, workers=1)
+    build_manifest([root], out, workers=1, check_tail=True)
     assert out.stat().st_mtime_ns == stamp  # nothing changed: the file is not rewritten
     # Rewrite one file with other content: new size -> probed again, new fields.
     sf.write(root / "pcm32.wav", np.zeros((8000, 1)), 8000, subtype="PCM_16")
     (root / "pcm16.wav.txt").write_text("edited label\n")  # sidecar-only edit
-    third = build_manifest([root], out, workers=1)
+    third = build_manifest([root], out, workers=1, check_tail=True)
     assert third.reused == first.entries - 1
     entries = _by_name(read_manifest(out))
     assert entries["pcm32.wav"]["frames"] == 8000
     assert entries["pcm32.wav"]["subtype"] == "PCM_16"
     assert entries["pcm16.wav"]["text"] == "edited label"
-    full = build_manifest([root], out, workers=1, reuse=False)
+    full = build_manifest([root], out, workers=1, reuse=False, check_tail=True)
     assert full.reused == 0
 
 
@@ -159,6 +159,7 @@ def test_cli_writes_manifest_and_reports_errors(corpus, tmp_path):
     out = tmp_path / "cli" / "manifest.jsonl.gz"
     rejects = tmp_path / "cli" / "bad.jsonl"
     cmd = ["audioflow", "manifest", str(corpus), "-o", str(out), "--rejects", str(rejects)]
+    cmd.append("--check-tail")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert f"{len(FORMATS)} files" in done.stdout and f"{len(BROKEN)} rejected" in done.stdout
@@ -183,3 +184,19 @@ def test_read_manifest_names_the_bad_line(tmp_path):
         read_manifest(bad)
     bad.write_text('{"path": "a.wav"}\n{"path": "/abs/b.wav"}\n')
     assert [e["path"] for e in read_manifest(bad)] == [str(tmp_path / "a.wav"), "/abs/b.wav"]
+
+
+def test_header_probe_accepts_cut_flac_and_tail_check_rejects_it(corpus, tmp_path):
+    from audioflow.data.dataset import AudioDataset
+
+    out = tmp_path / "m.jsonl.gz"
+    report = build_manifest([corpus], out, workers=1)  # default: headers only
+    assert "cut_body.flac" not in {Path(p).name for p, _ in report.rejects}
+    cut = [e for e in read_manifest(out) if e["path"].endswith("cut_body.flac")]
+    assert cut and cut[0]["frames"] == FORMATS["lossless.flac"][4]  # header is intact
+    ds = AudioDataset(cut, sample_rate=22050, channels=2, segment_duration=0.2)
+    late = next(i for i in range(100) if ds.draw(0, i)[1] > 0.5)  # past the data left
+    with pytest.raises(RuntimeError, match=r"cut_body.flac: cannot read .* --check-tail"):
+        ds[late]
+    tail = build_manifest([corpus], out, workers=1, check_tail=True, reuse=False)
+    assert "cut_body.flac" in {Path(p).name for p, _ in tail.rejects}

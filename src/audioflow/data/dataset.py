@@ -130,9 +130,15 @@ class AudioDataset(torch.utils.data.Dataset):
         epoch, index = index if isinstance(index, tuple) else (self.epoch, index)
         pick, seek_time = self.draw(epoch, index)
         entry, seg = self.entries[pick], self.segment_duration
-        wav = read_segment(
-            entry["path"], seek_time, seg, self.sample_rate, self.channels, entry["sample_rate"]
-        )  # (C, T')
+        try:
+            wav = read_segment(
+                entry["path"], seek_time, seg, self.sample_rate, self.channels, entry["sample_rate"]
+            )  # (C, T')
+        except RuntimeError as err:  # soundfile.LibsndfileError is a RuntimeError
+            raise RuntimeError(
+                f"{entry['path']}: cannot read at {seek_time:.3f}s ({err}); the file may be "
+                "truncated: rebuild the manifest with `audioflow manifest --check-tail`"
+            ) from err
         n_frames = wav.shape[-1]
         if seg is not None:
             target = int(round(seg * self.sample_rate))

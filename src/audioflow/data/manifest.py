@@ -133,9 +133,10 @@ def read_manifest(path: str | Path) -> list[dict]:
             f"{path}: line {bad + 1} is not a manifest line (a JSON object with a 'path'); "
             "rebuild it with `audioflow manifest`"
         )
+    prefix = folder.rstrip(os.sep) + os.sep
     for entry in entries:
-        if not os.path.isabs(entry["path"]):
-            entry["path"] = os.path.join(folder, entry["path"])
+        if not entry["path"].startswith(os.sep):  # os.path.isabs/join cost more per line
+            entry["path"] = prefix + entry["path"]
     return entries
 
 
@@ -204,7 +205,7 @@ def build_manifest(
     previous: str | Path | None = None,
     reuse: bool = True,
     workers: int | None = None,
-    check_tail: bool = True,
+    check_tail: bool = False,
     progress: bool | None = None,
 ) -> ManifestReport:
     """Scan audio folders into a manifest and a rejects file.
@@ -219,7 +220,8 @@ def build_manifest(
             (default: ``output`` itself when it exists).
         reuse: set False to probe every file again.
         workers: probe processes (default: the CPUs this process may use).
-        check_tail: read the last frame of compressed files to catch truncation.
+        check_tail: also read the last frame of compressed files, to reject FLAC/Ogg/MP3
+            files whose body was cut short (their header is intact).
         progress: show a progress bar (default: when stderr is a terminal).
 
     Returns:

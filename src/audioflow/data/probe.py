@@ -1,8 +1,9 @@
 """Probe one audio file: header fields from libsndfile, sidecar metadata, or a reject reason.
 
-Probing reads headers only. Truncation is caught without decoding: for PCM containers
-libsndfile logs a data chunk larger than the file; for compressed ones (FLAC, Ogg, MP3)
-one seek to the last frame fails or comes back empty when the file was cut short.
+Probing reads headers only. A truncated PCM file (WAV, AIFF, ...) is caught from the
+header alone: libsndfile logs a data chunk larger than the file. A compressed file (FLAC,
+Ogg, MP3) cut short keeps a valid header; the optional tail check seeks to its last frame,
+which fails or comes back empty then (a few hundred microseconds per file).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def read_sidecars(path: str, has_json: bool, has_txt: bool) -> dict:
     return meta
 
 
-def probe_file(found: FoundFile, check_tail: bool = True) -> tuple[dict | None, str | None]:
+def probe_file(found: FoundFile, check_tail: bool = False) -> tuple[dict | None, str | None]:
     """Probe one file.
 
     Args:
@@ -147,7 +148,7 @@ def probe_file(found: FoundFile, check_tail: bool = True) -> tuple[dict | None, 
     return entry, None
 
 
-def probe_chunk(chunk: list[FoundFile], check_tail: bool = True) -> list[tuple]:
+def probe_chunk(chunk: list[FoundFile], check_tail: bool = False) -> list[tuple]:
     """Probe a chunk of files in one worker call (amortises the process-pool round trip).
 
     Returns:

@@ -97,6 +97,9 @@ def walk_audio(
             return False
         return inc.empty or inc.match(rel, name)
 
+    # The common case (extension includes, no excludes) is decided by one endswith.
+    fast_suffixes = inc.suffixes if exc.empty and inc.regex is None and not inc.empty else None
+
     for root in roots:
         root_abs = os.path.abspath(os.fspath(root))
         if not os.path.exists(root_abs):
@@ -130,7 +133,10 @@ def walk_audio(
                     if exc.empty or not exc.match(rel, entry.name):
                         stack.append((entry.path, rel + "/"))
                     continue
-                if entry.name.endswith(SIDECAR_SUFFIXES) or not wanted(rel, entry.name):
+                if fast_suffixes is not None:
+                    if not entry.name.lower().endswith(fast_suffixes):
+                        continue
+                elif entry.name.endswith(SIDECAR_SUFFIXES) or not wanted(rel, entry.name):
                     continue
                 if entry.path in found:
                     continue

@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="probe every file again, reuse none")
     parser.add_argument("-j", "--workers", type=int, help="probe processes (default: all CPUs)")
     parser.add_argument(
-        "--no-tail-check",
+        "--check-tail",
         action="store_true",
-        help="skip the last-frame read that catches truncated FLAC/Ogg/MP3 files (faster)",
+        help="also read the last frame of new FLAC/Ogg/MP3 files to reject truncated ones "
+        "(slower; add --full to check the files already in the manifest too)",
     )
 
 
@@ -58,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
             previous=args.previous,
             reuse=not args.full,
             workers=args.workers,
-            check_tail=not args.no_tail_check,
+            check_tail=args.check_tail,
         )
     except FileNotFoundError as err:
         print(f"manifest: {err}", file=sys.stderr)
