@@ -57,4 +57,4 @@ def test_parameters_outside_the_forward_with_or_without_find_unused(ddp_results)
         for mode, outcome in result["unused_parameters"].items():
             assert outcome["error"] is None, mode
             assert outcome["ranks_identical"], mode
-            assert outcome["real_step"] == 2, mode
+            assert outcome["real_steps"] == {"gen": 2, "disc": 1}, mode
