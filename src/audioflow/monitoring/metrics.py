@@ -53,7 +53,10 @@ class StageMetrics:
             registry=reg,
         )
         self._loss = Gauge(
-            "audioflow_loss", "Last value of each named loss.", (*LABELS, "loss"), registry=reg
+            "audioflow_loss",
+            "Last value of each named loss (every scalar the solver's run_step returns).",
+            (*LABELS, "loss"),
+            registry=reg,
         )
         self._lr = Gauge(
             "audioflow_learning_rate",
