@@ -1,0 +1,158 @@
+"""Export an XP's best codec as a standalone package.
+
+  audioflow export SIG -o DIR [--force]
+
+DIR receives model.th (the codec's weights, loadable with torch.load(weights_only=True)),
+config.yaml (the XP's resolved config) and metadata.json (signature, manifest hashes,
+code version, best and evaluate metrics). Use the package with `audioflow codec`, with
+`continue_from=DIR`, or publish it as //reference/NAME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sig", help="signature of the XP to export")
+    parser.add_argument("-o", "--output", required=True, help="package folder to write")
+    parser.add_argument("--force", action="store_true", help="replace an existing package")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"audioflow export: {message}", file=sys.stderr)
+    return code
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_hashes(datasource) -> dict:
+    """``{stage: {"path": ..., "sha256": ...}}`` for every manifest the XP names."""
+    from audioflow.config.errors import ConfigError
+    from audioflow.config.paths import resolve_path
+
+    hashes = {}
+    for stage, manifest in (datasource or {}).items():
+        if manifest is None:
+            continue
+        entry = {"path": str(manifest), "sha256": None}
+        try:
+            path = resolve_path(str(manifest))
+        except ConfigError:
+            path = None
+        if path is not None and path.is_file():
+            entry["sha256"] = file_sha256(path)
+        hashes[str(stage)] = entry
+    return hashes
+
+
+def code_version() -> dict:
+    """audioflow's version and, from a git checkout, its commit and whether it is modified."""
+    import torch
+
+    import audioflow
+
+    info = {"audioflow": getattr(audioflow, "__version__", None), "torch": torch.__version__}
+    try:
+        from importlib.metadata import version
+
+        info["audioflow"] = info["audioflow"] or version("audioflow")
+    except Exception:  # not installed as a distribution: keep what the module says
+        pass
+    root = Path(audioflow.__file__).resolve().parents[2]
+    try:
+        run = lambda *a: subprocess.run(  # noqa: E731
+            ["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        info["git_commit"] = run("rev-parse", "HEAD")
+        info["git_dirty"] = bool(run("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+def _evaluate_metrics(folder: Path) -> dict:
+    """The latest evaluate metrics of the XP (from history.json), or {}."""
+    path = folder / "history.json"
+    if not path.is_file():
+        return {}
+    history = json.loads(path.read_text())
+    for entry in reversed(history):
+        if entry.get("evaluate"):
+            return {"epoch": entry["epoch"], **entry["evaluate"]}
+    return {}
+
+
+def export(sig: str, output: str, force: bool = False) -> Path:
+    """Write the package of XP ``sig`` to ``output``.
+
+    Raises:
+        ConfigError: unknown XP or not a compression XP.
+        CheckpointError: the XP has no usable best state yet.
+        PackageError: the destination exists (without ``force``).
+    """
+    from omegaconf import OmegaConf
+
+    from audioflow.config import xp_from_sig
+    from audioflow.config.errors import ConfigError
+    from audioflow.models.builders import build_compression_model
+    from audioflow.models.package import write_package
+    from audioflow.solvers import checkpoint
+    from audioflow.solvers.compression import codec_state_dict
+
+    xp = xp_from_sig(sig)
+    cfg = xp.cfg
+    if str(cfg.get("solver")) != "compression":
+        raise ConfigError(f"XP {sig} trains solver={cfg.get('solver')}; export handles compression")
+    best_path = Path(xp.folder) / checkpoint.BEST
+    if not best_path.exists():
+        raise checkpoint.CheckpointError(
+            f"{best_path}: no best state yet; run the XP through a valid stage first"
+        )
+    best = checkpoint.load(best_path, sig=xp.sig, kind="best")
+    state = codec_state_dict(best["state"]["model"])
+    model = build_compression_model(cfg)
+    model.load_state_dict(state)  # refuse to package weights that do not fit the config
+    metadata = {
+        "signature": xp.sig,
+        "overrides": list(xp.overrides),
+        "solver": "compression",
+        "sample_rate": model.sample_rate,
+        "channels": model.channels,
+        "frame_rate": model.frame_rate,
+        "bandwidths_kbps": model.bandwidths(),
+        "best": {"epoch": best.get("epoch"), "metric": best.get("metric"), "value": best["value"]},
+        "metrics": _evaluate_metrics(Path(xp.folder)),
+        "manifests": manifest_hashes(OmegaConf.select(cfg, "datasource")),
+        "code_version": code_version(),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return write_package(output, state, cfg, metadata, overwrite=force)
+
+
+def main(args) -> int:
+    from audioflow.config.errors import ConfigError
+    from audioflow.models.package import PackageError
+    from audioflow.solvers.checkpoint import CheckpointError
+
+    try:
+        folder = export(args.sig, args.output, args.force)
+    except ConfigError as exc:
+        return _fail(str(exc), getattr(exc, "exit_code", 2))
+    except (CheckpointError, PackageError) as exc:
+        return _fail(str(exc))
+    print(f"exported XP {args.sig} to {folder}")
+    return 0
