@@ -136,16 +136,34 @@ def test_render_of_an_unknown_xp_exits_2_with_one_line(team_env):
     assert out.stdout == "" and out.stderr.strip().count("\n") == 0 and "deadbeef" in out.stderr
 
 
-def test_torchrun_wrapper_keeps_the_config_error_code(tmp_path):
-    """Real torchrun (CPU): plain torchrun would turn the worker's 2 into 1."""
-    worker = tmp_path / "worker.py"
-    # Only rank 1 fails: the code must survive whichever worker returned it.
-    worker.write_text("import os, sys\nsys.exit(2 if os.environ['RANK'] == '1' else 0)\n")
-    cmd = [sys.executable, "-m", "audioflow.launch.torchrun", "--standalone"]
-    cmd += ["--nproc-per-node=2", str(worker)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+def test_pod_command_exits_2_on_a_stage_config_error(tmp_path):
+    """The rendered pod command, run here: real torchrun and `audioflow run` on CPU.
+
+    A misspelt override makes the stage exit 2; plain torchrun would report 1, and the
+    podFailurePolicy would retry the Job instead of failing it at once.
+    """
+    from audioflow.launch.base import JobSpec
+    from audioflow.launch.k8s_settings import KubernetesSettings
+    from audioflow.launch.manifests import render_job
+
+    job = JobSpec(
+        name="af-x-train-1", args=["run", "optim.lrr=1", "--stage", "train", "--epoch", "1"]
+    )
+    rendered = render_job(job, KubernetesSettings(image="x", metrics_port=9200))
+    command = rendered["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[0] == "python" and "monitoring.port=9200" in command
+    env = dict(os.environ, OMP_NUM_THREADS="1", AUDIOFLOW_XP_DIR=str(tmp_path / "xps"))
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    out = subprocess.run(
+        [sys.executable, *command[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == CONFIG_ERROR_EXIT_CODE, out.stderr[-2000:]
+    assert "optim.lrr" in out.stderr
 
 
 @pytest.mark.parametrize(
