@@ -66,6 +66,7 @@ class FakeCluster:
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
         self.expired_below = 0  # watches from an older resourceVersion get 410 Gone
         self.on_job_created: Callable[[FakeCluster, dict], None] | None = None
+        self.forbidden = False  # answer 403, as the API does without the RBAC of k8s/rbac.yaml
         self._rv = itertools.count(100)
         self.closed = False
 
@@ -200,6 +201,13 @@ class FakeCluster:
             self.cond.notify_all()
             return pod_name
 
+    def set_pod_status(self, pod: str, **fields) -> None:
+        """Replace fields of the pod's status (phase, conditions, containerStatuses)."""
+        with self.cond:
+            self.pods[pod]["status"].update(fields)
+            self._stamp(self.pods[pod])
+            self.cond.notify_all()
+
     def write_log(self, pod: str, text: str) -> None:
         with self.cond:
             self.logs[pod].extend(text.encode())
@@ -292,6 +300,10 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self.cluster.requests.append((method, url.path, query))
         c = self.cluster
+        if c.forbidden:
+            user = "system:serviceaccount:audioflow:default"
+            msg = f'jobs.batch is forbidden: User "{user}" cannot {method.lower()} resource "jobs"'
+            return self._send(403, status(403, "Forbidden", msg))
         if m := _JOBS.match(url.path):
             name = m.group(2)
             if method == "POST" and not name:

@@ -144,6 +144,31 @@ def test_preempted_pod_is_replaced_and_both_attempts_are_logged(tmp_path):
     assert "(attempt 2)" in log
 
 
+def test_pending_reason_reaches_the_log_once(tmp_path):
+    def scenario(cluster, job):
+        pod = cluster.add_pod(job, 0, phase="Pending")
+        unschedulable = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+        }
+        cluster.set_pod_status(pod, conditions=[unschedulable])
+        time.sleep(0.5)  # several polls of the pod list see the same reason
+        cluster.set_pod_status(pod, phase="Running", conditions=[])
+        cluster.write_log(pod, "started\n")
+        cluster.end_pod(pod, 0)
+        cluster.finish_job(job["metadata"]["name"], "Complete")
+
+    with KubernetesAPIDouble() as api:
+        api.cluster.on_job_created = scenario
+        job = make_job(tmp_path)
+        assert launcher(api).launch(job) == 0
+    log = job.log_path.read_text()
+    assert log.count("Insufficient nvidia.com/gpu") == 1
+    assert log.index("is waiting: Unschedulable") < log.index("started")
+
+
 def test_reattaches_to_a_running_job_instead_of_submitting(tmp_path):
     job = make_job(tmp_path)
     with KubernetesAPIDouble() as api:
@@ -203,6 +228,16 @@ def test_job_deleted_by_someone_else_fails_the_rule(tmp_path):
         job = make_job(tmp_path)
         assert launcher(api).launch(job) == 1
     assert "was deleted before it finished" in job.log_path.read_text()
+
+
+def test_missing_rbac_fails_with_one_clear_line_and_exit_2(tmp_path, capsys):
+    with KubernetesAPIDouble() as api:
+        api.cluster.forbidden = True
+        job = make_job(tmp_path)
+        assert launcher(api).launch(job) == CONFIG_ERROR_EXIT_CODE
+        assert not api.cluster.jobs
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "403 Forbidden" in err and 'cannot get resource "jobs"' in err
 
 
 def test_sigterm_deletes_the_job(tmp_path):

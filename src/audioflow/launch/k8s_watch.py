@@ -126,6 +126,19 @@ def rank0_pods(core, namespace: str, name: str) -> list[dict]:
     )
 
 
+def waiting_reason(pod: dict) -> str | None:
+    """Why a pod has not started: unschedulable, image pull errors... (None if no reason)."""
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            return f"{cond.get('reason', 'not scheduled')}: {cond.get('message', '')}".strip()
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason") not in (None, "ContainerCreating"):
+            return f"{waiting['reason']}: {waiting.get('message', '')}".strip()
+    return None
+
+
 def container_exit_code(pod: dict) -> int | None:
     """The trainer container's exit code, if it has terminated."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -158,6 +171,7 @@ class RankZeroLogs(threading.Thread):
         self.core, self.namespace, self.job, self.sink = core, namespace, name, sink
         self.poll_seconds = poll_seconds
         self.streamed: list[str] = []
+        self.reported: dict[str, str] = {}  # pod -> last waiting reason written
         self.last_exit_code: int | None = None
         self._finishing = threading.Event()
 
@@ -184,6 +198,11 @@ class RankZeroLogs(threading.Thread):
             if code is not None:
                 self.last_exit_code = code
             phase = (pod.get("status") or {}).get("phase")
+            reason = waiting_reason(pod) if phase == "Pending" else None
+            if reason and self.reported.get(pod_name) != reason:
+                # Said once per change, so a pod stuck on a quota or a bad image is visible.
+                self.reported[pod_name] = reason
+                self.sink(f"[audioflow] pod {pod_name} is waiting: {reason}\n".encode())
             if pod_name in self.streamed or phase not in ("Running", "Succeeded", "Failed"):
                 continue
             self.streamed.append(pod_name)

@@ -10,6 +10,7 @@ SIGINT/SIGTERM (Ctrl-C on snakemake reaches every launcher) delete the Job and i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -76,6 +77,16 @@ def exit_status(job: dict | None, rank0_exit_code: int | None) -> int:
     if cond is not None and cond.get("reason") == "PodFailurePolicy":
         return CONFIG_ERROR_EXIT_CODE
     return rank0_exit_code if rank0_exit_code else 1
+
+
+def api_error(exc) -> str:
+    """One line from an ApiException: status, reason and the server's message."""
+    message = ""
+    try:
+        message = json.loads(exc.body or "{}").get("message", "")
+    except (ValueError, AttributeError):
+        pass
+    return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
 
 
 class KubernetesLauncher(Launcher):
@@ -152,7 +163,9 @@ class _Run:
             self.log.flush()
 
     def follow(self) -> int:
-        logs = None
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         try:
             submitted = self.submit_or_attach()
             logs = RankZeroLogs(
@@ -172,13 +185,20 @@ class _Run:
             self.say(f"job {self.name} {cond.get('type', 'ended')}{detail} (exit {status})")
             return status
         except Cancelled as exc:
-            # A second signal must not interrupt the deletion that stops the pods.
-            for s in (signal.SIGINT, signal.SIGTERM):
-                if threading.current_thread() is threading.main_thread():
-                    signal.signal(s, signal.SIG_IGN)
+            # A second signal must not interrupt the deletion that stops the pods
+            # (Cancelled is only ever raised in the main thread, where handlers live).
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
             self.say(f"{exc}: deleting job {self.name} and its pods")
             self.delete(wait=False)
             return 128 + exc.signum
+        except ApiException as exc:
+            self.say(f"Kubernetes API refused {self.name}: {api_error(exc)}")
+            # Forbidden (RBAC) or invalid (rejected manifest) will not pass on a retry.
+            return CONFIG_ERROR_EXIT_CODE if exc.status in (401, 403, 404, 422) else 1
+        except HTTPError as exc:
+            self.say(f"Kubernetes API unreachable while following {self.name}: {exc}")
+            return 1
 
     def submit_or_attach(self) -> dict:
         """Create the Job and its Service, or re-attach to a Job of that name that runs."""
