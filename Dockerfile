@@ -4,9 +4,10 @@
 # then name REGISTRY/audioflow:TAG as `image:` in config/teams/<team>.yaml (docs/kubernetes.md).
 FROM python:3.11-slim
 
-# libsndfile: soundfile's audio I/O; git: the code version recorded in exports.
+# libsndfile: soundfile's audio I/O. (.git stays out of the image, see .dockerignore, so
+# exports made in it record the package version, not a commit.)
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libsndfile1 git \
+    && apt-get install -y --no-install-recommends libsndfile1 \
     && rm -rf /var/lib/apt/lists/*
 
 # The pods run as this user (runAsNonRoot, runAsUser 1000 in the manifests).
