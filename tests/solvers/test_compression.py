@@ -1,0 +1,172 @@
+"""The compression solver on a real synthetic corpus: a shortened demo that must learn,
+its generate outputs, and the export -> codec round trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from audioflow.cli import main
+from audioflow.config.xp import set_current_xp
+from audioflow.data.manifest import build_manifest
+from audioflow.data.synth import write_corpus
+from audioflow.solvers import checkpoint
+
+SPLITS = {"train": (24, 1), "valid": (8, 2), "evaluate": (8, 3)}
+
+
+def make_corpus(root: Path) -> list[str]:
+    """Write the corpus under ``root`` and return the datasource overrides that use it."""
+    for split, (n, seed) in SPLITS.items():
+        write_corpus(root / split, n, seed)
+        build_manifest([root / split], root / split / "manifest.jsonl.gz", workers=1)
+    sources = {"train": "train", "valid": "valid", "evaluate": "evaluate", "generate": "evaluate"}
+    return [f"datasource.{k}={root / v / 'manifest.jsonl.gz'}" for k, v in sources.items()]
+
+
+def make_solver(overrides: list[str]):
+    """The CompressionSolver of the XP ``overrides`` define, registered as current XP."""
+    from audioflow.config import get_xp
+    from audioflow.solvers.registry import get_solver_class
+
+    xp = get_xp(overrides)
+    set_current_xp(xp)
+    return get_solver_class(str(xp.cfg.solver))(xp.cfg)
+
+
+# The demo config, shortened: 2 epochs of 30 updates on 24 files (about 30 s on 2 cores).
+SHORT_DEMO = [
+    "solver=compression/debug",
+    "optim.updates_per_epoch=30",
+    "dataset.valid.num_samples=16",
+    "dataset.evaluate.num_samples=16",
+    "logging.log_tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run the shortened demo once for the module; yields (solver, corpus overrides, root)."""
+    root = tmp_path_factory.mktemp("compression")
+    sources = make_corpus(root / "data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOFLOW_XP_DIR", str(root / "xps"))
+        solver = make_solver([*SHORT_DEMO, *sources])
+        solver.run()
+        yield solver, sources, root
+    set_current_xp(None)
+
+
+def test_short_demo_improves_evaluate_metrics(demo):
+    solver, _, _ = demo
+    history = json.loads((solver.folder / "history.json").read_text())
+    first, last = history[0]["evaluate"], history[-1]["evaluate"]
+    assert last["sisnr"] > first["sisnr"] + 1.0  # dB
+    assert last["mel_distance"] < first["mel_distance"]
+    # 4 codebooks of 64 codes at 500 frames/s, and one entry per lower bandwidth
+    assert last["bitrate_kbps"] == pytest.approx(12.0)
+    assert last["bitrate_kbps_q1"] == pytest.approx(3.0)
+    best = json.loads((solver.folder / "best.json").read_text())
+    assert best["metric"] == "mel_distance"
+
+
+def test_generate_writes_audio_spectrograms_and_a_page(demo):
+    solver, _, _ = demo
+    folder = solver.folder / "samples" / "epoch_2"
+    wavs = sorted(folder.glob("*.wav"))
+    pngs = sorted(folder.glob("*.png"))
+    # debug: 2 files x (original + 1 codebook + all 4 codebooks)
+    assert len(wavs) == len(pngs) == 6
+    for wav in wavs:
+        info = sf.info(wav)
+        assert info.samplerate == 16000 and info.channels == 1 and info.frames == 16000
+        data, _ = sf.read(wav)
+        assert abs(data).max() > 0.01  # not silence
+    for png in pngs:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        from matplotlib.image import imread
+
+        assert imread(png).ndim == 3
+    page = (folder / "index.html").read_text()
+    for path in [*wavs, *pngs]:
+        assert f'"{path.name}"' in page
+    assert "3.00 kbps (1 codebooks)" in page and "original" in page
+
+
+@pytest.fixture(scope="module")
+def package(demo):
+    """The demo XP exported by a real `audioflow export` process."""
+    solver, _, root = demo
+    env = dict(os.environ, AUDIOFLOW_XP_DIR=str(root / "xps"), OMP_NUM_THREADS="1")
+    folder = root / "pkg"
+    out = subprocess.run(
+        [sys.executable, "-m", "audioflow.cli", "export", solver.xp.sig, "-o", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return folder
+
+
+def test_export_writes_weights_config_and_metadata(demo, package):
+    solver = demo[0]
+    meta = json.loads((package / "metadata.json").read_text())
+    assert meta["signature"] == solver.xp.sig
+    assert all(len(m["sha256"]) == 64 for m in meta["manifests"].values())
+    assert meta["code_version"]["audioflow"] and "sisnr" in meta["metrics"]
+    assert meta["best"]["metric"] == "mel_distance"
+    weights = torch.load(package / "model.th", weights_only=True)
+    assert weights and all(torch.is_tensor(v) for v in weights.values())
+    assert (package / "config.yaml").read_text().count("solver: compression") == 1
+    # a second export to the same folder is refused, leaving the package as it was
+    assert main(["export", solver.xp.sig, "-o", str(package)]) == 1
+
+
+def test_export_round_trip_matches_the_solver_reconstruction(demo, package, tmp_path):
+    solver, _, root = demo
+    source = next((root / "data" / "evaluate").glob("*.flac"))
+    codes, decoded = tmp_path / "codes.th", tmp_path / "decoded.wav"
+    assert main(["codec", "encode", str(source), "-o", str(codes), "--model", str(package)]) == 0
+    assert main(["codec", "decode", str(codes), "-o", str(decoded), "--model", str(package)]) == 0
+
+    # the solver's own reconstruction of the same file, with its best state
+    best = checkpoint.load(solver.folder / "best.th", kind="best")
+    codec = solver.codec
+    codec.load_state_dict(best["state"]["model"])
+    codec.eval()
+    data, _ = sf.read(source, dtype="float32", always_2d=True)
+    x = torch.from_numpy(data.T.copy())[None]
+    with torch.no_grad():
+        expected = codec(x).x[0, 0].clamp(-1, 1)
+    got, sr = sf.read(decoded, dtype="float32")
+    assert sr == 16000 and got.shape == expected.shape
+    # equal up to the 16-bit rounding of the WAV file
+    assert torch.allclose(torch.from_numpy(got), expected, atol=2 / 32768)
+
+
+def test_codec_refuses_codes_of_another_model(package, tmp_path, capsys):
+    codes = tmp_path / "bad.th"
+    torch.save({"format": "audioflow-codes-v1", "signature": "00000000"}, codes)
+    out = tmp_path / "x.wav"
+    assert main(["codec", "decode", str(codes), "-o", str(out), "--model", str(package)]) == 1
+    assert "encoded by model 00000000" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_codec_names_a_missing_package(tmp_path, capsys):
+    wav = tmp_path / "a.wav"
+    sf.write(wav, [0.0] * 1600, 16000)
+    missing = tmp_path / "nope"
+    assert (
+        main(["codec", "encode", str(wav), "-o", str(tmp_path / "c.th"), "--model", str(missing)])
+        == 1
+    )
+    assert f"{missing}: not a codec package" in capsys.readouterr().err
