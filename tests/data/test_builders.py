@@ -99,3 +99,17 @@ def test_example_dset_goes_through_dataset_mappings(workdir, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     loaders = build_audio_loaders(_cfg("example", batch_size=2, segment_duration=0.5), 1, 0)
     assert Path(loaders["train"].dataset.entries[0]["path"]).is_relative_to(workdir)
+
+
+def test_composed_demo_config(workdir, monkeypatch):
+    """The real composed config (Hydra, struct mode) of the demo XP builds its loaders."""
+    from audioflow.config import compose
+
+    monkeypatch.chdir(workdir)
+    cfg = compose(["dset=audio/synth", "optim.updates_per_epoch=2"])
+    loaders = build_audio_loaders(cfg, world_size=1, rank=0)
+    accum = int(cfg.optim.accum_grad)
+    assert len(list(loaders["train"])) == 2 * accum
+    batch = next(iter(loaders["valid"]))
+    wav = batch[0] if isinstance(batch, tuple) else batch
+    assert wav.shape[1:] == (cfg.channels, round(cfg.dataset.segment_duration * cfg.sample_rate))
