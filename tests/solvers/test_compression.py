@@ -170,3 +170,18 @@ def test_codec_names_a_missing_package(tmp_path, capsys):
         == 1
     )
     assert f"{missing}: not a codec package" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_full_demo_config_improves_evaluate_metrics(tmp_path, monkeypatch):
+    """`audioflow run solver=compression/debug` as the demo runs it (about a minute)."""
+    monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(tmp_path / "xps"))
+    sources = make_corpus(tmp_path / "data")
+    try:
+        solver = make_solver(["solver=compression/debug", *sources])
+        solver.run()
+    finally:
+        set_current_xp(None)
+    first, last = solver.history[0]["evaluate"], solver.history[-1]["evaluate"]
+    assert last["sisnr"] > first["sisnr"] + 2.0
+    assert last["mel_distance"] < first["mel_distance"]
