@@ -18,6 +18,16 @@ from audioflow.data.audio import read_segment
 from audioflow.data.manifest import read_manifest
 
 
+def _weight(entry: dict) -> float:
+    try:
+        return float(entry.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{entry['path']}: 'weight' must be a number, got {entry['weight']!r}; "
+            "fix its sidecar .json and rescan"
+        ) from None
+
+
 class AudioDataset(torch.utils.data.Dataset):
     """Segments of the audio files listed in a manifest.
 
@@ -83,7 +93,7 @@ class AudioDataset(torch.utils.data.Dataset):
         if sample_on_duration:
             weights *= np.array([float(e["duration"]) for e in entries])
         if sample_on_weight:
-            given = np.array([float(e.get("weight", 1.0)) for e in entries])
+            given = np.array([_weight(e) for e in entries])
             if (given < 0).any():
                 bad = entries[int(np.argmax(given < 0))]["path"]
                 raise ValueError(f"{bad}: negative 'weight' in the manifest; use 0 or more")
