@@ -200,3 +200,10 @@ def test_header_probe_accepts_cut_flac_and_tail_check_rejects_it(corpus, tmp_pat
         ds[late]
     tail = build_manifest([corpus], out, workers=1, check_tail=True, reuse=False)
     assert "cut_body.flac" in {Path(p).name for p, _ in tail.rejects}
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(corpus, tmp_path, capfd):
+    build_manifest([corpus], tmp_path / "a.jsonl.gz", workers=1)  # stderr is not a TTY here
+    assert "file" not in capfd.readouterr().err
+    build_manifest([corpus], tmp_path / "b.jsonl.gz", workers=1, progress=True)
+    assert f"{len(FORMATS) + len(BROKEN)}/{len(FORMATS) + len(BROKEN)}" in capfd.readouterr().err
