@@ -185,3 +185,18 @@ def test_full_demo_config_improves_evaluate_metrics(tmp_path, monkeypatch):
     first, last = solver.history[0]["evaluate"], solver.history[-1]["evaluate"]
     assert last["sisnr"] > first["sisnr"] + 2.0
     assert last["mel_distance"] < first["mel_distance"]
+
+
+def test_an_exported_package_seeds_a_new_xp(demo, package):
+    solver, sources, root = demo
+    weights = torch.load(package / "model.th", weights_only=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUDIOFLOW_XP_DIR", str(root / "xps"))
+        try:
+            seeded = make_solver([*SHORT_DEMO, *sources, f"continue_from={package}"])
+            assert not seeded.restore()  # no checkpoint of its own: starts from the package
+        finally:
+            set_current_xp(None)
+    state = seeded.codec.state_dict()
+    assert seeded.xp.sig != solver.xp.sig
+    assert all(torch.equal(state[k], v) for k, v in weights.items())
