@@ -125,3 +125,15 @@ def test_set_num_codebooks_rejects_out_of_range():
     rvq = ResidualVectorQuantizer(dimension=4, n_q=2, bins=8)
     with pytest.raises(ValueError, match=r"\[1, 2\]"):
         rvq.set_num_codebooks(3)
+
+
+def test_dropout_draws_continue_after_a_state_round_trip():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 10)
+    rvq = ResidualVectorQuantizer(dimension=4, n_q=4, bins=16, q_dropout=True).train()
+    for _ in range(5):
+        rvq(x, frame_rate=50)
+    resumed = ResidualVectorQuantizer(dimension=4, n_q=4, bins=16, q_dropout=True).train()
+    resumed.load_state_dict(rvq.state_dict())
+    expected = [rvq(x, frame_rate=50).codes.shape[1] for _ in range(8)]
+    assert [resumed(x, frame_rate=50).codes.shape[1] for _ in range(8)] == expected

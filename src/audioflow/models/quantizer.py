@@ -256,8 +256,9 @@ class ResidualVectorQuantizer(nn.Module):
             threshold_ema_dead_code=threshold_ema_dead_code,
         )
         self.layers = nn.ModuleList(VectorQuantizer(dimension, bins, **kwargs) for _ in range(n_q))
-        # Python's RNG, seeded identically on every rank, so all ranks drop the same codebooks.
-        self.rng = random.Random(0)
+        # Training forwards done; the dropout draw is a function of it, so every rank draws
+        # the same count and a resumed run (the buffer is in the state) continues the sequence.
+        self.register_buffer("dropout_draws", torch.zeros((), dtype=torch.long))
 
     def set_num_codebooks(self, n: int) -> None:
         """Use the first ``n`` codebooks when not dropping out (evaluation bandwidth)."""
@@ -273,7 +274,8 @@ class ResidualVectorQuantizer(nn.Module):
         """Quantize latent frames (B, D, T)."""
         n_q = self.n_q
         if self.training and self.q_dropout:
-            n_q = self.rng.randint(1, self.max_n_q)
+            n_q = random.Random(int(self.dropout_draws)).randint(1, self.max_n_q)
+            self.dropout_draws += 1
         residual, quantized = x, torch.zeros_like(x)
         codes, losses, metrics = [], [], {}
         for i, layer in enumerate(self.layers[:n_q]):
