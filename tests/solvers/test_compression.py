@@ -98,6 +98,7 @@ def test_generate_writes_audio_spectrograms_and_a_page(demo):
     for path in [*wavs, *pngs]:
         assert f'"{path.name}"' in page
     assert "3.00 kbps (1 codebooks)" in page and "original" in page
+    assert page.count(".flac @ ") == 2  # rows named after their source files
 
 
 @pytest.fixture(scope="module")

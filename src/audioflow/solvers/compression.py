@@ -35,6 +35,15 @@ def codec_state_dict(state: dict) -> dict:
     return {k: v for k, v in state.items() if not k.startswith("discriminator.")}
 
 
+def _source_label(name: str, info: dict) -> str:
+    """``name`` plus the source file and offset when the loader returns item infos."""
+    if not info.get("path"):
+        return name
+    from pathlib import Path
+
+    return f"{name} ({Path(info['path']).name} @ {float(info.get('seek_time', 0.0)):.2f} s)"
+
+
 class CompressionSolver(StandardSolver):
     """Neural audio codec solver; config keys in config/solver/compression/*.yaml."""
 
@@ -193,12 +202,15 @@ class CompressionSolver(StandardSolver):
         rows, written = [], 0
         for batch in self.dataloaders.get("generate", self.dataloaders["evaluate"]):
             x = self._audio(batch).to(self.device)
-            for i in range(x.shape[0]):
-                if written >= limit:
-                    break
+            infos = batch[1] if isinstance(batch, tuple | list) else [{}] * x.shape[0]
+            for i in range(min(x.shape[0], limit - written)):
                 name = f"r{self.rank}_{written:03d}"
-                rows.append(self._render(codec, x[i : i + 1], name, counts, sr, folder))
+                row = self._render(codec, x[i : i + 1], name, counts, sr, folder)
+                row["name"] = _source_label(name, infos[i])
+                rows.append(row)
                 written += 1
+            if written >= limit:
+                break
         codec.set_num_codebooks(codec.total_codebooks)
         if distrib.is_distributed():  # every rank rendered its shard; rank 0 lists them all
             parts: list = [None] * self.world_size
