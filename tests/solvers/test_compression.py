@@ -201,3 +201,31 @@ def test_an_exported_package_seeds_a_new_xp(demo, package):
     state = seeded.codec.state_dict()
     assert seeded.xp.sig != solver.xp.sig
     assert all(torch.equal(state[k], v) for k, v in weights.items())
+
+
+def test_codec_finds_a_published_package_under_reference(package, tmp_path, monkeypatch):
+    import shutil
+
+    reference = tmp_path / "reference"
+    shutil.copytree(package, reference / "demo_codec")
+    monkeypatch.setenv("AUDIOFLOW_REFERENCE_DIR", str(reference))
+    wav = tmp_path / "a.wav"
+    sf.write(wav, 0.1 * torch.randn(3200).numpy(), 16000)
+    codes = tmp_path / "a.th"
+    assert (
+        main(["codec", "encode", str(wav), "-o", str(codes), "--model", "//reference/demo_codec"])
+        == 0
+    )
+    out = tmp_path / "b.wav"
+    assert (
+        main(["codec", "decode", str(codes), "-o", str(out), "--model", "//reference/demo_codec"])
+        == 0
+    )
+    assert sf.info(out).frames == 3200
+
+
+def test_export_of_an_unknown_xp_is_a_config_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(tmp_path / "xps"))
+    assert main(["export", "0badc0de", "-o", str(tmp_path / "pkg")]) == 2
+    assert "no XP '0badc0de'" in capsys.readouterr().err
+    assert not (tmp_path / "pkg").exists()
