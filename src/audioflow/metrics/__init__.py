@@ -1,1 +1,1 @@
-"""audioflow.metrics."""
+"""Evaluation metrics: SI-SNR, mel distance and bitrate of codec reconstructions (``codec``)."""
