@@ -44,40 +44,62 @@ def format_metrics(metrics: dict) -> str:
 class Averager:
     """Running mean of step metrics, kept as tensors so a step never waits on the device.
 
-    Its state goes into mid-epoch checkpoints, so a resumed epoch reports the same mean as
-    an uninterrupted one.
+    A step only appends its detached values; every ``FOLD`` values are summed into a float64
+    total. Folding at fixed counts (never when a result is read or a checkpoint written)
+    keeps the summation order, hence the means, identical between an uninterrupted epoch
+    and a resumed one; the state goes into mid-epoch checkpoints.
     """
+
+    FOLD = 32
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.pending: dict[str, list[torch.Tensor]] = {}
         self.counts: dict[str, int] = {}
 
     def add(self, metrics: dict) -> None:
-        """Add one step's metrics (tensors or numbers; non-scalars are ignored)."""
+        """Add one step's metrics (scalar tensors or numbers; anything else is ignored)."""
         for key, value in metrics.items():
             if torch.is_tensor(value):
                 if value.numel() != 1:
                     continue
-                value = value.detach().reshape(()).to(torch.float64)
-            elif not isinstance(value, int | float):
-                continue
-            else:
+                value = value.detach()
+            elif isinstance(value, int | float):
                 value = torch.tensor(float(value), dtype=torch.float64)
-            if key in self.sums:
-                self.sums[key] = self.sums[key] + value.to(self.sums[key].device)
             else:
-                self.sums[key] = value
+                continue
+            pending = self.pending.setdefault(key, [])
+            pending.append(value)
             self.counts[key] = self.counts.get(key, 0) + 1
+            if len(pending) == self.FOLD:
+                self.sums[key] = self._total(key)
+                pending.clear()
+
+    def _total(self, key: str) -> torch.Tensor:
+        pending = self.pending.get(key) or []
+        total = self.sums.get(key)
+        if pending:
+            part = torch.stack([v.reshape(()).to(torch.float64) for v in pending]).sum()
+            total = part if total is None else total + part.to(total.device)
+        return total
 
     def result(self) -> dict[str, float]:
         """The mean of every metric seen so far, as floats."""
-        return {k: float(self.sums[k]) / self.counts[k] for k in self.sums}
+        return {k: float(self._total(k)) / n for k, n in self.counts.items()}
 
     def state_dict(self) -> dict:
-        return {"sums": {k: v.cpu() for k, v in self.sums.items()}, "counts": dict(self.counts)}
+        return {
+            "sums": {k: v.cpu() for k, v in self.sums.items()},
+            "pending": {k: [v.cpu() for v in vs] for k, vs in self.pending.items()},
+            "counts": dict(self.counts),
+        }
 
     def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
-        self.sums = {k: v.to(device) if device else v for k, v in state["sums"].items()}
+        def move(v):
+            return v.to(device) if device is not None else v
+
+        self.sums = {k: move(v) for k, v in state["sums"].items()}
+        self.pending = {k: [move(v) for v in vs] for k, vs in state["pending"].items()}
         self.counts = dict(state["counts"])
 
 

@@ -44,7 +44,7 @@ class LoopMixin:
     def run(self) -> None:
         """Run every stage of every epoch up to ``optim.epochs``, resuming where it stopped."""
         self.restore()
-        epochs = int(self.cfg.optim.epochs)
+        epochs = self.settings.epochs
         first = self.epoch + 1 if self._epoch_done else self.epoch
         for epoch in range(first, epochs + 1):
             if self.epoch != epoch:
@@ -132,7 +132,7 @@ class LoopMixin:
         self._train_avg = logs.Averager()
 
     def _updates(self) -> int:
-        return int(self.cfg.optim.updates_per_epoch)
+        return self.settings.updates_per_epoch
 
     def _due(self, stage: str, epoch: int, epochs: int) -> bool:
         every = int(self._select(f"{stage}.every", 1))
@@ -162,7 +162,7 @@ class LoopMixin:
 
     def _stage_valid(self) -> dict:
         def body():
-            with rng.isolated(rng.derive_seed(int(self.cfg.seed), "valid", self.epoch)):
+            with rng.isolated(rng.derive_seed(self.settings.seed, "valid", self.epoch)):
                 with self.swap_ema_state():
                     metrics = self.valid()
                     self._update_best(metrics)
@@ -175,7 +175,7 @@ class LoopMixin:
 
     def _stage_best(self, stage: str) -> dict:
         def body():
-            with rng.isolated(rng.derive_seed(int(self.cfg.seed), stage, self.epoch)):
+            with rng.isolated(rng.derive_seed(self.settings.seed, stage, self.epoch)):
                 with self.swap_best_state(), torch.no_grad():
                     self._set_mode(False)
                     return getattr(self, stage)()
@@ -201,7 +201,7 @@ class LoopMixin:
         train = stage == "train"
         loader = self.dataloaders[stage]
         self._set_mode(train)
-        log_every = int(self._select("logging.log_updates", 10))
+        log_every = self.settings.log_updates
         if train:
             self._guard_optimizers()
             total, start, avg = self._micro_per_epoch(), self._micro_done, self._train_avg
@@ -209,9 +209,9 @@ class LoopMixin:
         else:
             total, start, avg = _length(loader), 0, logs.Averager()
             batches = enumerate(loader)
-        label = f"{stage} {self.epoch}/{int(self.cfg.optim.epochs)}"
+        label = f"{stage} {self.epoch}/{self.settings.epochs}"
         progress = logs.Progress(self.logger, label, total, start, log_every, self.is_rank_zero)
-        accum = int(self.cfg.optim.accum_grad) if train else 1
+        accum = self.settings.accum_grad if train else 1
         pending: list[dict] = []
         t_wait = self._clock()
         try:
@@ -253,7 +253,7 @@ class LoopMixin:
             # plain floats, as the monitor expects (only an active monitor pays the sync)
             metrics = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
             lrs = self.optim_sches.get_lrs() if self.optim_sches is not None else {}
-            batch = int(self._select("dataset.batch_size", 0))
+            batch = self.settings.batch_size
             self._monitor.update(
                 metrics,
                 lrs,
@@ -265,7 +265,7 @@ class LoopMixin:
             )
 
     def _maybe_save_mid_epoch(self) -> None:
-        every = int(self._select("checkpoint.save_every_updates", 0))
+        every = self.settings.save_every_updates
         if every > 0 and self._updates_done % every == 0:
             self._epoch_done = False
             self.save_checkpoint(epoch_file=False)
@@ -286,7 +286,7 @@ class LoopMixin:
                 continue
             skip = max(0, start - pos)
             sampler_epoch = self.epoch * 1000 + pass_idx if pass_idx else self.epoch
-            with rng.isolated(rng.derive_seed(int(self.cfg.seed), "train", self.epoch, pass_idx)):
+            with rng.isolated(rng.derive_seed(self.settings.seed, "train", self.epoch, pass_idx)):
                 iterator = _start_pass(loader, sampler_epoch, skip)
             idx = pos + skip
             for batch in iterator:

@@ -22,7 +22,10 @@ def seed_all(seed: int) -> None:
     """Seed python, numpy and torch (all devices) with ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.manual_seed(seed)  # also queues the seeding of not-yet-initialised GPUs
+    else:  # CPU only: skips torch.manual_seed's accelerator hooks (they capture stacks)
+        torch.default_generator.manual_seed(seed)
 
 
 def derive_seed(*parts) -> int:
