@@ -124,7 +124,9 @@ class CompressionSolver(StandardSolver):
             if max_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
             self.optimizer.step()
-        metrics["gen_loss"] = gen_loss if self.is_training else gen_loss.detach()
+        # the OptimSchedulers need the graph of gen_loss; everywhere else it is only reported
+        keep_graph = self.is_training and self.optim_sches is not None
+        metrics["gen_loss"] = gen_loss if keep_graph else gen_loss.detach()
         metrics.update({k: v.detach() for k, v in terms.items()})
         metrics["bandwidth"] = result.bandwidth.detach()
         with torch.no_grad():
