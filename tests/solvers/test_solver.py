@@ -199,3 +199,11 @@ def test_optim_sches_path_resumes_exactly_after_a_crash(make_solver, monkeypatch
     for key, value in expected.items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
     assert resumed.history == history
+
+
+def test_unknown_best_metric_is_a_config_error(make_solver):
+    from audioflow.config.errors import ConfigError
+
+    solver = make_solver("optim.epochs=1", "best.metric=accuracy")
+    with pytest.raises(ConfigError, match="best.metric='accuracy' is not a valid metric"):
+        solver.run()

@@ -137,7 +137,9 @@ class StateMixin:
         if name is None:
             value = None  # no metric: the latest validated state is the best one
         elif name not in metrics:
-            raise KeyError(
+            from audioflow.config.errors import ConfigError
+
+            raise ConfigError(
                 f"best.metric={name!r} is not a valid metric (have: {', '.join(metrics)}); "
                 "set best.metric or best_metric() to one of them"
             )
