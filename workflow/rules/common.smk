@@ -23,7 +23,10 @@ if shutil.which("audioflow") is None and (BIN / "audioflow").exists():
 CONDA_ENV = "../../environment.yml"
 
 STAGE_RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "gpus": 0, "nodes": 1, "nproc_per_node": 1}
-CLUSTER = cluster_config()
+try:
+    CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
+except ConfigError as exc:
+    raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
 XPS_DIR = f"{CLUSTER['xp_root']}/xps"
 XP_LOGS_DIR = f"{CLUSTER['xp_root']}/logs/xps"
 REFERENCE_DIR = str(CLUSTER["reference_dir"])
@@ -71,6 +74,7 @@ def _published():
 
 
 PUBLISHED = _published()
+PUBLISHED_NAMES = "|".join(re.escape(name) for name in PUBLISHED) or "(?!)"
 
 
 def marker(sig, stage, epoch):

@@ -21,10 +21,12 @@ rule publish:
         gpu=0,
         nodes=1,
         nproc_per_node=1,
+    wildcard_constraints:
+        name=PUBLISHED_NAMES,
     # Exported beside the final folder and renamed, so a reference is never half-written.
     shell:
         "rm -rf {output}.tmp && "
-        "audioflow launch --launcher {params.launcher} --name af-{params.sig}-publish-{wildcards.name}"
+        "audioflow launch --launcher {params.launcher} --name af-{params.sig}-publish"
         " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label sig={params.sig} --label stage=publish"
         " -- export {params.sig} -o {output}.tmp"
