@@ -146,6 +146,10 @@ def test_stages_one_by_one_match_the_workflow_contract(make_solver):
     assert solver.run_stage("train", 2) == json.loads(
         (solver.folder / "stages" / "train_2.json").read_text()
     )  # already trained: a no-op
+    (solver.folder / "stages" / "train_2.json").unlink()  # as if killed before the marker
+    solver = make_solver("optim.epochs=2", "checkpoint.keep_last=1")
+    assert solver.run_stage("train", 2)["loss"] > 0
+    assert (solver.folder / "stages" / "train_2.json").exists()
     solver.run_stage("valid", 2)
     evaluated = solver.run_stage("evaluate", 2)
     hist = json.loads((solver.folder / "history.json").read_text())

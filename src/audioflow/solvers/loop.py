@@ -109,7 +109,12 @@ class LoopMixin:
         if done_through >= epoch:
             self.logger.info("train through epoch %d: already done", epoch)
             marker = history.read_marker(self.folder, "train", epoch)
-            return marker or {}
+            if marker is None:  # killed between the checkpoint and its marker: write it now
+                entry = next((h for h in self.history if h["epoch"] == epoch), {})
+                marker = entry.get("train", {})
+                if self.is_rank_zero:
+                    history.finish_stage(self.folder, "train", epoch, marker)
+            return marker
         metrics = {}
         for e in range(max(done_through + 1, 1), epoch + 1):
             if self.epoch != e:
