@@ -60,7 +60,7 @@ def signature_of(folder: Path, overrides: list[str]) -> str:
 
 def jobs_run(output: str, rule: str) -> list[str]:
     """Outputs of the jobs of ``rule`` that a snakemake run started."""
-    return re.findall(rf"^rule {rule}:\n(?:.*\n)*?\s+output: (\S+)", output, re.M)
+    return re.findall(rf"^(?:local)?rule {rule}:\n(?:.*\n)*?\s+output: (\S+)", output, re.M)
 
 
 def test_data_rules_build_corpus_and_manifest(tmp_path):
@@ -160,9 +160,9 @@ def test_killed_workflow_resumes_without_redoing_finished_epochs(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     for name, mtime in before.items():
         assert (stages / name).stat().st_mtime_ns == mtime, f"{name} was redone"
-    trained = jobs_run(done.stdout, "train")
+    trained = jobs_run(done.stdout + done.stderr, "train")
     assert not any(p.endswith("train_1.json") for p in trained)
-    assert any(p.endswith("train_3.json") for p in trained)
+    assert any(p.endswith("train_3.json") for p in trained), trained
     history = json.loads((stages.parent / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
 
@@ -177,9 +177,11 @@ def test_changed_default_is_refused_by_the_drift_check(tmp_path):
     assert generate in shipped
     (user / "synth.yaml").write_text(shipped)
     config = write_config(tmp_path, TINY, config_dir=str(tmp_path / "my_config"))
-    done = snakemake(tmp_path, "--configfile", str(config), "--until", "train")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert snakemake(tmp_path, "-n", "--configfile", str(config)).returncode == 0
     sig = signature_of(tmp_path, TINY)
+    first_epoch = f"outputs/xps/{sig}/stages/train_1.json"
+    done = snakemake(tmp_path, first_epoch, "--configfile", str(config))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
     edited = generate.replace("evaluate", "valid")
     (user / "synth.yaml").write_text(shipped.replace(generate, edited))
@@ -190,3 +192,10 @@ def test_changed_default_is_refused_by_the_drift_check(tmp_path):
     assert "datasource.generate" in output and "--accept-drift" in output
     stages = tmp_path / "outputs" / "xps" / sig / "stages"
     assert not (stages / "valid_1.json").exists()
+
+    # Accepted explicitly, the XP goes on and the acceptance is recorded in its folder.
+    valid = f"outputs/xps/{sig}/stages/valid_1.json"
+    done = snakemake(tmp_path, valid, "--configfile", str(config), "--config", "accept_drift=True")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert (stages / "valid_1.json").is_file()
+    assert "datasource.generate" in (stages.parent / "drift.json").read_text()

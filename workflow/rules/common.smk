@@ -27,9 +27,20 @@ try:
     CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
 except ConfigError as exc:
     raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
-XPS_DIR = f"{CLUSTER['xp_root']}/xps"
-XP_LOGS_DIR = f"{CLUSTER['xp_root']}/logs/xps"
-REFERENCE_DIR = str(CLUSTER["reference_dir"])
+
+
+def _short(path):
+    """``path`` relative to the working directory when inside it, so that targets typed
+    on the command line (`snakemake outputs/xps/<sig>/stages/valid_2.json`) match."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+XPS_DIR = _short(Path(CLUSTER["xp_root"]) / "xps")
+XP_LOGS_DIR = _short(Path(CLUSTER["xp_root"]) / "logs" / "xps")
+REFERENCE_DIR = _short(CLUSTER["reference_dir"])
 EPOCHS_PER_JOB = config["train"]["epochs_per_job"]
 # Splits of the synthetic corpus the data rules may build (a regex for the wildcard).
 SPLITS = "|".join(re.escape(split) for split in config["synth"]) or "(?!)"
