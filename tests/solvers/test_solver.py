@@ -211,3 +211,34 @@ def test_unknown_best_metric_is_a_config_error(make_solver):
     solver = make_solver("optim.epochs=1", "best.metric=accuracy")
     with pytest.raises(ConfigError, match="best.metric='accuracy' is not a valid metric"):
         solver.run()
+
+
+def test_whole_loop_after_a_stage_run_finishes_the_trained_epoch(make_solver):
+    make_solver("optim.epochs=2").run_stage("train", 1)
+    solver = make_solver("optim.epochs=2")
+    solver.run()
+    hist = json.loads((solver.folder / "history.json").read_text())
+    assert [sorted(h) for h in hist] == [["epoch", "evaluate", "generate", "train", "valid"]] * 2
+    assert _ckpt(solver)["state"]["optimizer"]["state"][0]["step"].item() == 10
+
+
+@pytest.mark.parametrize("where", ["MY_SOLVER_KILL_AT=5", "MY_SOLVER_KILL_IN_VALID=1"])
+def test_crash_then_resume_matches_an_uninterrupted_run(make_solver, monkeypatch, where):
+    overrides = ("optim.ema.use=true", "checkpoint.save_every_updates=1")
+    straight = make_solver(*overrides)
+    straight.run()
+    expected, history = _weights(straight), list(straight.history)
+    for path in straight.folder.iterdir():  # same XP again, from scratch
+        if path.is_file():
+            path.unlink()
+    name, value = where.split("=")
+    monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MY_SOLVER_CRASH", "raise")
+    with pytest.raises(RuntimeError, match="crash at"):
+        make_solver(*overrides).run()
+    monkeypatch.delenv(name)
+    resumed = make_solver(*overrides)
+    resumed.run()
+    for key, value in expected.items():
+        assert torch.equal(resumed.model.state_dict()[key], value), key
+    assert resumed.history == history

@@ -63,6 +63,10 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
     # 1 ms per million parameters on one CPU core, microseconds on a GPU). A solver may set
     # it False to save that time; the NaN policy is then off for it.
     check_finite_grads: bool = True
+    # DDP's find_unused_parameters for the registered modules it wraps: set True when a
+    # step may leave some of a module's parameters out of the loss (e.g. a discriminator
+    # trained every other step); it costs an extra graph traversal per backward.
+    ddp_find_unused_parameters: bool = False
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -109,7 +113,8 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
         for name in self._stateful:  # DDP: gradients averaged over ranks in backward
             module = getattr(self, name)
             if isinstance(module, torch.nn.Module):
-                setattr(self, name, distrib.wrap(module, self.device))
+                wrapped = distrib.wrap(module, self.device, self.ddp_find_unused_parameters)
+                setattr(self, name, wrapped)
         self._build_ema()
         self.build_dataloaders()
         self.logger.info(

@@ -67,12 +67,12 @@ def barrier() -> None:
         dist.barrier()
 
 
-def wrap(module: nn.Module, device: torch.device) -> nn.Module:
+def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
     """DDP-wrap a module with trainable parameters when distributed, else return it as is."""
     if not is_distributed() or not any(p.requires_grad for p in module.parameters()):
         return module
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def unwrap(obj):

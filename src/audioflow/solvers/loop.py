@@ -46,6 +46,8 @@ class LoopMixin:
         self.restore()
         epochs = self.settings.epochs
         first = self.epoch + 1 if self._epoch_done else self.epoch
+        if self.epoch >= 1 and history.read_marker(self.folder, "valid", self.epoch) is None:
+            first = self.epoch  # trained by a stage run, not validated yet: finish that epoch
         for epoch in range(first, epochs + 1):
             if self.epoch != epoch:
                 self._start_epoch(epoch)
@@ -295,10 +297,10 @@ class LoopMixin:
                 iterator = _start_pass(loader, sampler_epoch, skip)
             idx = pos + skip
             for batch in iterator:
+                if idx >= total:  # also when resuming with the epoch's updates all done
+                    return
                 yield idx, batch
                 idx += 1
-                if idx >= total:
-                    return
             if idx == pos:
                 raise RuntimeError("the train loader yielded no batch; check dataset.train")
             pos, pass_idx = idx, pass_idx + 1

@@ -41,6 +41,10 @@ class GlobalBatchSampler:
             yield batch[self.rank * per_rank : (self.rank + 1) * per_rank]
 
 
+def _env_int(name):
+    return int(os.environ.get(name, "0"))
+
+
 def _data(n, dim, seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, dim, generator=gen)
@@ -89,12 +93,12 @@ class MySolver(base.StandardSolver):
         # input noise draws from the torch RNG, so exact resume must restore it
         noise = self.cfg.toy.noise * torch.randn_like(x) if self.is_training else 0.0
         loss = self.criterion(self.model(x + noise), y)
+        if self.current_stage == "valid" and self.epoch == _env_int("MY_SOLVER_KILL_IN_VALID"):
+            self._crash(f"valid of epoch {self.epoch}")
         if self.is_training:
             toy, update = self.cfg.toy, self._global_update()
-            if update == int(os.environ.get("MY_SOLVER_KILL_AT", "0")):  # crash tests
-                if os.environ.get("MY_SOLVER_CRASH") == "raise":
-                    raise RuntimeError(f"crash at update {update}")
-                os.kill(os.getpid(), signal.SIGKILL)
+            if update == _env_int("MY_SOLVER_KILL_AT"):
+                self._crash(f"update {update}")
             if toy.nan_from and update >= toy.nan_from and update <= (toy.nan_until or update):
                 loss = loss * float("nan")
             self.optimizer.zero_grad()
@@ -102,6 +106,12 @@ class MySolver(base.StandardSolver):
             self.optimizer.step()
         metrics["loss"] = loss
         return metrics
+
+    def _crash(self, where):
+        """Crash tests: SIGKILL this process, or raise when MY_SOLVER_CRASH=raise."""
+        if os.environ.get("MY_SOLVER_CRASH") == "raise":
+            raise RuntimeError(f"crash at {where}")
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def evaluate(self):
         total = 0.0
