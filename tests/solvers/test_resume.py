@@ -22,8 +22,12 @@ TOTAL_UPDATES = 10  # optim.epochs x optim.updates_per_epoch of my_solver.yaml
 
 
 def _run(user_dir, root, kill_at=0):
+    """``kill_at``: a train update (1-based over the run), or ``"valid1"`` (valid of epoch 1)."""
     cmd = [sys.executable, "-m", "audioflow.cli", "run", *OVERRIDES, "--config-dir", str(user_dir)]
-    env = subprocess_env(root, MY_SOLVER_KILL_AT=str(kill_at))
+    if kill_at == "valid1":
+        env = subprocess_env(root, MY_SOLVER_KILL_IN_VALID="1")
+    else:
+        env = subprocess_env(root, MY_SOLVER_KILL_AT=str(kill_at))
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -76,5 +80,6 @@ def test_sigkill_at_several_random_updates_then_resume_is_bit_identical(
     make_solver, user_dir, tmp_path
 ):
     kills = sorted(random.Random().sample(range(1, TOTAL_UPDATES + 1), 4))
+    kills.insert(sum(k <= TOTAL_UPDATES // 2 for k in kills), "valid1")  # between the epochs
     print("kill points", kills)
     _kill_and_resume(make_solver, user_dir, tmp_path, kills)
