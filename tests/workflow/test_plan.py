@@ -74,3 +74,18 @@ def test_by_signature_keeps_the_first_name():
     one = XPPlan("one", "0123abcd", ("seed=1",), 1, 1, 1, ())
     two = XPPlan("two", "0123abcd", ("seed=1", "device=cuda"), 1, 1, 1, ())
     assert by_signature([one, two]) == {"0123abcd": one}
+
+
+def test_real_resolver_agrees_with_the_public_signature(tmp_path):
+    from audioflow.config import compose, signature
+
+    overrides = ("solver=compression/debug", "optim.epochs=3", "evaluate.every=2")
+    plan = resolve_plans([XPSpec("demo", overrides)], cache_file=tmp_path / "plans.json")[0]
+    cfg = compose(list(overrides))
+    assert plan.sig == signature(list(overrides))
+    assert (plan.epochs, plan.evaluate_every) == (3, 2)
+    assert plan.generate_every == int(cfg.generate.every)
+    assert set(plan.manifests) == set(cfg.datasource.values())
+    # Reordered overrides are the same XP.
+    again = resolve_plans([XPSpec("demo", tuple(reversed(overrides)))])
+    assert again[0].sig == plan.sig
