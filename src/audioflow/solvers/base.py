@@ -173,6 +173,22 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
         return self.current_stage == "train"
 
     @property
+    def local_batch_size(self) -> int:
+        """This process's share of ``dataset.batch_size`` (the global batch of an update).
+
+        Raises:
+            ConfigError: the global batch does not divide evenly over the processes.
+        """
+        if self.settings.batch_size % self.world_size:
+            from audioflow.config.errors import ConfigError
+
+            raise ConfigError(
+                f"dataset.batch_size={self.settings.batch_size} does not divide over "
+                f"{self.world_size} processes; use a multiple of {self.world_size}"
+            )
+        return self.settings.batch_size // self.world_size
+
+    @property
     def samples_folder(self) -> Path:
         """``<xp>/<generate.path>/epoch_<E>/`` where the generate stage writes."""
         return self.folder / str(self._select("generate.path", "samples")) / f"epoch_{self.epoch}"

@@ -75,6 +75,7 @@ class MySolver(base.StandardSolver):
 
     def build_dataloaders(self):
         toy = self.cfg.toy
+        self.local_batch_size  # noqa: B018 - refuses a global batch that does not divide
         sampler = GlobalBatchSampler(
             toy.n_train, self.cfg.dataset.batch_size, self.rank, self.world_size, self.cfg.seed
         )

@@ -31,6 +31,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the examples' lines
     _options(parser)
     # REMAINDER, re-parsed in main: options may come after overrides (`run A=1 -d 2 B=2`)
     parser.add_argument(
