@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -61,7 +62,14 @@ def _torchrun(args: argparse.Namespace) -> int:
         argv += ["--stage", args.stage, "--epoch", str(args.epoch)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc-per-node={args.nproc}", "-m", "audioflow.cli", "run", *argv]
-    return subprocess.call(cmd)
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum, _frame):  # a stopped `audioflow run -d N` stops its workers too
+        proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    return proc.wait()
 
 
 def _error(message: str, code: int) -> int:
