@@ -121,7 +121,9 @@ class MySolver(base.StandardSolver):
         return {"loss": total / len(self.dataloaders["evaluate"])}
 
     def generate(self):
-        self.samples_folder.mkdir(parents=True, exist_ok=True)
         x = torch.linspace(-1, 1, 8 * self.cfg.toy.dim).reshape(8, self.cfg.toy.dim)
-        torch.save(self.model(x.to(self.device)).cpu(), self.samples_folder / "pred.th")
+        pred = self.model(x.to(self.device)).cpu()
+        if self.is_rank_zero:  # one writer per XP folder
+            self.samples_folder.mkdir(parents=True, exist_ok=True)
+            torch.save(pred, self.samples_folder / "pred.th")
         return {"samples": 8}
