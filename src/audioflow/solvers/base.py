@@ -342,6 +342,8 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
 
 def _all_finite(grads: list[torch.Tensor], one_device: bool) -> bool:
     """Whether every gradient is finite (one read of each, one host sync)."""
+    if any(g.is_sparse for g in grads):
+        return all(bool(torch.isfinite(g.coalesce().values()).all()) for g in grads)
     if one_device:  # foreach: one kernel launch per dtype instead of one per tensor
         return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
     return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
