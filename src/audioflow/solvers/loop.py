@@ -206,6 +206,11 @@ class LoopMixin:
         when shorter), resuming at the checkpointed batch. Valid: one pass, no gradients.
         """
         train = stage == "train"
+        if stage not in self.dataloaders:
+            raise KeyError(
+                f"{type(self).__name__}.build_dataloaders() set no {stage!r} loader in "
+                f"self.dataloaders (have: {', '.join(self.dataloaders) or 'none'})"
+            )
         loader = self.dataloaders[stage]
         self._set_mode(train)
         log_every = self.settings.log_updates
