@@ -180,12 +180,13 @@ def launch(stage, command):
 
 
 def all_targets():
-    """Every marker of every declared XP, and every published reference model."""
+    """Every marker of every declared XP, every published reference model and its report."""
     targets = []
     for plan in BY_SIG.values():
         for stage in ("valid", "evaluate", "generate"):
             targets += [marker(plan.sig, stage, e) for e in plan.stage_epochs(stage)]
     targets += [f"{REFERENCE_DIR}/{name}" for name in PUBLISHED]
+    targets += [f"reports/{name}/metrics.json" for name in PUBLISHED]
     return targets
 
 

@@ -31,3 +31,31 @@ rule publish:
         " --label sig={params.sig} --label stage=publish"
         " -- export {params.sig} -o {output}.tmp"
         " && mv {output}.tmp {output}"
+
+
+# Report rule: the published XP's final evaluate metrics (JSON) and per-epoch history
+# (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
+rule report:
+    input:
+        publish_inputs,
+    output:
+        metrics="reports/{name}/metrics.json",
+        history="reports/{name}/history.csv",
+    log:
+        "logs/reports/{name}.log",
+    params:
+        folder=lambda wildcards: f"{XPS_DIR}/{PUBLISHED[wildcards.name]}",
+        python=sys.executable,
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        gpu=0,
+        nodes=1,
+        nproc_per_node=1,
+    wildcard_constraints:
+        name=PUBLISHED_NAMES,
+    shell:
+        "{params.python} -m audioflow.workflow.report {params.folder} {output.metrics} {output.history}"
+        " > {log} 2>&1"
