@@ -49,6 +49,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--"]:  # launchers separate the command from torchrun's options
+        argv = argv[1:]
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "_main", None) is None:

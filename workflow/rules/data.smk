@@ -23,7 +23,7 @@ rule synth:
     wildcard_constraints:
         split=SPLITS,
     # Light (a second for the demo corpus), so it runs where snakemake runs, without a
-    # launcher: torchrun would also misread the `--n` option as an abbreviation of its own.
+    # launcher or a cluster job.
     shell:
         "audioflow synth {output} --n {params.n} --seed {params.seed} --no-manifest --force"
         " > {log} 2>&1"

@@ -61,7 +61,9 @@ class JobSpec:
         else:
             cmd += [f"--nnodes={self.nodes}", f"--node-rank={node_rank}"]
             cmd += [f"--master-addr={master}", "--master-port=29500"]
-        cmd += [f"--nproc-per-node={self.nproc_per_node}", "-m", "audioflow.cli", *self.args]
+        # `--` keeps torchrun's parser off the job's own options: without it an option
+        # such as `--n` is taken for an abbreviation of torchrun's `--nnodes`.
+        cmd += [f"--nproc-per-node={self.nproc_per_node}", "-m", "audioflow.cli", "--", *self.args]
         return cmd
 
 

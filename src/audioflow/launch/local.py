@@ -18,7 +18,9 @@ class LocalLauncher(Launcher):
     """
 
     def launch(self, job: JobSpec) -> int:
-        cmd = job.torchrun_args()
+        # audioflow's torchrun entry keeps a worker's config-error status (2), which plain
+        # torchrun turns into 1, so Snakemake and users see why a stage refused to start.
+        cmd = [sys.executable, "-m", "audioflow.launch.torchrun", *job.torchrun_args()[1:]]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(job.threads))
         log = open(job.log_path, "ab") if job.log_path else None  # noqa: SIM115 - closed below
@@ -34,9 +36,6 @@ class LocalLauncher(Launcher):
             finally:
                 for s, handler in previous.items():
                     signal.signal(s, handler)
-        except FileNotFoundError:
-            print("torchrun not found: run `make setup` and use .venv/bin on PATH", file=sys.stderr)
-            return 127
         finally:
             if log:
                 log.close()
