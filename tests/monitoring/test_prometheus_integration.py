@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -13,7 +14,7 @@ import pytest
 
 from audioflow.monitoring.stage import StageMonitor
 
-from .conftest import REPO, free_port, prom_query
+from .conftest import REPO, free_port, http_get, prom_query
 from .test_dashboard import dashboard_exprs
 
 SIG = "0c0ffee0"
@@ -69,6 +70,21 @@ def wait_for(base_url: str, query: str, expected: float, timeout: float = 30.0) 
     pytest.fail(f"{query} = {value}, expected {expected} within {timeout} s")
 
 
+def wait_for_first_scrape(base_url: str, timeout: float = 30.0) -> None:
+    """Wait until Prometheus has tried its target once (up or down).
+
+    Prometheus hands new targets to its scrapers in batches up to 5 s apart, so a run that
+    starts right after Prometheus could end before its first scrape.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        targets = json.loads(http_get(f"{base_url}/api/v1/targets"))["data"]["activeTargets"]
+        if targets and all(t["health"] != "unknown" for t in targets):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"Prometheus did not scrape its target within {timeout} s")
+
+
 def grafana_to_promql(expr: str) -> str:
     """Replace Grafana's dashboard variables by what Grafana would send."""
     expr = expr.replace("$__rate_interval", "1m").replace("$__range", "5m")
@@ -108,7 +124,8 @@ def test_prometheus_scrapes_a_real_audioflow_run(start_prometheus, tmp_path):
 
     user_dir = tmp_path / "user_config"
     shutil.copytree(USER_SOLVER, user_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    overrides = ["solver=my_solver", "optim.epochs=1", "optim.updates_per_epoch=400"]
+    # ~2 s of updates on an idle machine: several scrapes at 4 per second.
+    overrides = ["solver=my_solver", "optim.epochs=1", "optim.updates_per_epoch=4000"]
     port = free_port()
     env = dict(
         os.environ,
@@ -118,6 +135,7 @@ def test_prometheus_scrapes_a_real_audioflow_run(start_prometheus, tmp_path):
         AUDIOFLOW_XP_DIR=str(tmp_path / "xps"),
     )
     prometheus = start_prometheus(port, scrape_interval="250ms")
+    wait_for_first_scrape(prometheus)
     run = subprocess.run(
         ["audioflow", "run", *overrides, "--config-dir", str(user_dir), "--stage", "train"]
         + ["--epoch", "1", f"monitoring.port={port}"],
@@ -131,6 +149,6 @@ def test_prometheus_scrapes_a_real_audioflow_run(start_prometheus, tmp_path):
     sel = f'signature="{sig}",stage="train",rank="0"'
     updates = prom_query(prometheus, f"max_over_time(audioflow_updates_total{{{sel}}}[10m])")
     assert updates["result"], f"Prometheus never scraped the run; its log:\n{run.stderr[-2000:]}"
-    assert 0 < float(updates["result"][0]["value"][1]) <= 400
+    assert 0 < float(updates["result"][0]["value"][1]) <= 4000
     loss = prom_query(prometheus, f'last_over_time(audioflow_loss{{{sel},loss="loss"}}[10m])')
     assert math.isfinite(float(loss["result"][0]["value"][1]))
