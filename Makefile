@@ -39,8 +39,9 @@ test-slow: setup
 test-gpu: setup
 	$(BIN)/pytest -m gpu
 
+# Each benchmark prints its ratio against a baseline timed in the same run (benchmarks/README.md).
 bench: setup
-	$(BIN)/python -m benchmarks
+	for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
