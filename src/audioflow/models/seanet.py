@@ -9,6 +9,7 @@ at the bottleneck models longer context.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,8 +64,9 @@ class BottleneckLSTM(nn.Module):
         return x + y.permute(1, 2, 0)
 
 
-class SEANetEncoder(nn.Module):
-    """Waveform -> latent frames.
+@dataclass(frozen=True)
+class SEANetParams:
+    """The arguments of :class:`SEANetEncoder` and :class:`SEANetDecoder` (the same for both).
 
     Args:
         channels: audio channels.
@@ -83,97 +85,104 @@ class SEANetEncoder(nn.Module):
         pad_mode: padding mode of the non-causal side.
     """
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        n_residual_layers: int = 1,
-        ratios: tuple[int, ...] = (8, 5, 4, 2),
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        compress: int = 2,
-        lstm: int = 0,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-    ):
+    channels: int = 1
+    dimension: int = 128
+    n_filters: int = 32
+    n_residual_layers: int = 1
+    ratios: tuple[int, ...] = (8, 5, 4, 2)
+    kernel_size: int = 7
+    last_kernel_size: int = 7
+    residual_kernel_size: int = 3
+    dilation_base: int = 2
+    compress: int = 2
+    lstm: int = 0
+    causal: bool = False
+    norm: str = "weight_norm"
+    pad_mode: str = "reflect"
+
+    @property
+    def conv(self) -> dict:
+        """Keyword arguments of every :class:`StreamableConv1d`."""
+        return {"causal": self.causal, "norm": self.norm, "pad_mode": self.pad_mode}
+
+    def residual_blocks(self, dim: int) -> list[nn.Module]:
+        """The residual blocks of one resolution with ``dim`` channels."""
+        return [
+            ResidualBlock(
+                dim, self.residual_kernel_size, self.dilation_base**j, self.compress, **self.conv
+            )
+            for j in range(self.n_residual_layers)
+        ]
+
+
+class _SEANet(nn.Module):
+    """Takes the :class:`SEANetParams` arguments; a subclass lays out the layers."""
+
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        self.ratios = list(reversed(ratios))
-        self.hop_length = math.prod(ratios)
-        conv = {"causal": causal, "norm": norm, "pad_mode": pad_mode}
+        # The dataclass checks the arguments as a plain signature would (names, defaults,
+        # positions), so the encoder and the decoder declare them once.
+        params = SEANetParams(*args, **kwargs)
+        self.hop_length = math.prod(params.ratios)
+        self.model = nn.Sequential(*self._layers(params))
+
+    def _layers(self, p: SEANetParams) -> list[nn.Module]:
+        raise NotImplementedError
+
+
+class SEANetEncoder(_SEANet):
+    """Waveform -> latent frames; takes the arguments of :class:`SEANetParams`."""
+
+    def _layers(self, p: SEANetParams) -> list[nn.Module]:
+        self.ratios = list(reversed(p.ratios))
         mult = 1
-        layers: list[nn.Module] = [StreamableConv1d(channels, n_filters, kernel_size, **conv)]
+        layers: list[nn.Module] = [
+            StreamableConv1d(p.channels, p.n_filters, p.kernel_size, **p.conv)
+        ]
         for ratio in self.ratios:
-            dim = mult * n_filters
-            for j in range(n_residual_layers):
-                layers.append(
-                    ResidualBlock(dim, residual_kernel_size, dilation_base**j, compress, **conv)
-                )
+            dim = mult * p.n_filters
+            layers += p.residual_blocks(dim)
             # kernel 2*ratio with stride ratio: overlapping windows, no aliasing gaps
-            layers += [nn.ELU(), StreamableConv1d(dim, dim * 2, ratio * 2, stride=ratio, **conv)]
+            layers += [nn.ELU(), StreamableConv1d(dim, dim * 2, ratio * 2, stride=ratio, **p.conv)]
             mult *= 2
-        if lstm:
-            layers.append(BottleneckLSTM(mult * n_filters, lstm))
+        if p.lstm:
+            layers.append(BottleneckLSTM(mult * p.n_filters, p.lstm))
         layers += [
             nn.ELU(),
-            StreamableConv1d(mult * n_filters, dimension, last_kernel_size, **conv),
+            StreamableConv1d(mult * p.n_filters, p.dimension, p.last_kernel_size, **p.conv),
         ]
-        self.model = nn.Sequential(*layers)
+        return layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, D, T/hop)
         return self.model(x)
 
 
-class SEANetDecoder(nn.Module):
+class SEANetDecoder(_SEANet):
     """Latent frames -> waveform; mirrors :class:`SEANetEncoder` (same arguments)."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        n_residual_layers: int = 1,
-        ratios: tuple[int, ...] = (8, 5, 4, 2),
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        compress: int = 2,
-        lstm: int = 0,
-        causal: bool = False,
-        norm: str = "weight_norm",
-        pad_mode: str = "reflect",
-    ):
-        super().__init__()
-        self.ratios = list(ratios)
-        self.hop_length = math.prod(ratios)
-        conv = {"causal": causal, "norm": norm, "pad_mode": pad_mode}
+    def _layers(self, p: SEANetParams) -> list[nn.Module]:
+        self.ratios = list(p.ratios)
         mult = 2 ** len(self.ratios)
         layers: list[nn.Module] = [
-            StreamableConv1d(dimension, mult * n_filters, kernel_size, **conv)
+            StreamableConv1d(p.dimension, mult * p.n_filters, p.kernel_size, **p.conv)
         ]
-        if lstm:
-            layers.append(BottleneckLSTM(mult * n_filters, lstm))
+        if p.lstm:
+            layers.append(BottleneckLSTM(mult * p.n_filters, p.lstm))
         for ratio in self.ratios:
-            dim = mult * n_filters
+            dim = mult * p.n_filters
             layers += [
                 nn.ELU(),
                 StreamableConvTranspose1d(
-                    dim, dim // 2, ratio * 2, stride=ratio, causal=causal, norm=norm
+                    dim, dim // 2, ratio * 2, stride=ratio, causal=p.causal, norm=p.norm
                 ),
             ]
-            for j in range(n_residual_layers):
-                layers.append(
-                    ResidualBlock(
-                        dim // 2, residual_kernel_size, dilation_base**j, compress, **conv
-                    )
-                )
+            layers += p.residual_blocks(dim // 2)
             mult //= 2
-        layers += [nn.ELU(), StreamableConv1d(n_filters, channels, last_kernel_size, **conv)]
-        self.model = nn.Sequential(*layers)
+        layers += [
+            nn.ELU(),
+            StreamableConv1d(p.n_filters, p.channels, p.last_kernel_size, **p.conv),
+        ]
+        return layers
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:  # (B, D, T/hop) -> (B, C, T)
         return self.model(z)
