@@ -21,23 +21,9 @@ import yaml
 
 from .dvc_helpers import BIN, BUCKET, run, s3_env, tree_digest
 from .test_dvc_s3 import S3Server
+from .test_workflow import SYNTH, TINY
 
-pytestmark = pytest.mark.slow
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
-TINY = [
-    "solver=compression/debug",
-    "optim.updates_per_epoch=2",
-    "dataset.batch_size=2",
-    "dataset.segment_duration=0.5",
-    "dataset.valid.num_samples=2",
-    "dataset.evaluate.num_samples=2",
-    "dataset.generate.num_samples=1",
-]
-SYNTH = {
-    "train": {"n": 8, "seed": 1},
-    "valid": {"n": 4, "seed": 2},
-    "evaluate": {"n": 4, "seed": 3},
-}
 
 
 def _env() -> dict:

@@ -1,9 +1,9 @@
 """The demo workflow for real: snakemake runs synth, manifests, train, valid, evaluate,
 generate and publish through the local launcher (torchrun), in a temporary folder.
 
-The end-to-end run, the kill-and-resume run and the drift refusal take minutes on 2 cores
-(every stage job starts torchrun and imports torch), so they are marked slow
-(`make test-slow`); the data rules alone run in the default suite.
+The end-to-end run, the kill-and-resume run and the drift refusal take 30-60 s each on
+2 cores (every stage job starts torchrun and imports torch); they are the workflow's
+acceptance tests, so they run in the default suite.
 """
 
 import gzip
@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,7 +80,6 @@ def test_data_rules_build_corpus_and_manifest(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-@pytest.mark.slow
 def test_demo_workflow_end_to_end(tmp_path):
     publish = [{"xp": "tiny", "as": "tiny_codec"}]
     config = write_config(tmp_path, TINY, publish=publish)
@@ -119,7 +117,6 @@ def test_demo_workflow_end_to_end(tmp_path):
     assert f"{reference} [published]" in summary.stdout
 
 
-@pytest.mark.slow
 def test_killed_workflow_resumes_without_redoing_finished_epochs(tmp_path):
     overrides = [*TINY, "optim.epochs=3", "optim.updates_per_epoch=30"]
     overrides.remove("optim.epochs=2")
@@ -167,7 +164,6 @@ def test_killed_workflow_resumes_without_redoing_finished_epochs(tmp_path):
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
 
 
-@pytest.mark.slow
 def test_changed_default_is_refused_by_the_drift_check(tmp_path):
     # A user config folder shadows the dataset config; editing it changes a default.
     user = tmp_path / "my_config" / "dset" / "audio"
