@@ -40,18 +40,21 @@ class StageMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.labels = {"signature": sig, "stage": stage, "rank": str(rank)}
         reg = self.registry
-        self._updates = Counter(
-            "audioflow_updates", "Optimizer updates done.", LABELS, registry=reg
-        )
-        self._samples = Counter(
-            "audioflow_samples", "Training samples processed.", LABELS, registry=reg
-        )
-        self._skipped = Counter(
+
+        def bound(metric_type, name: str, documentation: str, **kwargs):
+            # Bind the label values once: every series is then exported (as zero) from the
+            # first scrape, and an update skips the per-call label lookup.
+            metric = metric_type(name, documentation, LABELS, registry=reg, **kwargs)
+            return metric.labels(**self.labels)
+
+        self._updates = bound(Counter, "audioflow_updates", "Optimizer updates done.")
+        self._samples = bound(Counter, "audioflow_samples", "Training samples processed.")
+        self._skipped = bound(
+            Counter,
             "audioflow_skipped_updates",
             "Updates skipped because a loss or gradient was not finite.",
-            LABELS,
-            registry=reg,
         )
+        # One series per loss / optimizer name, bound on first use in update().
         self._loss = Gauge(
             "audioflow_loss",
             "Last value of each named loss (every scalar the solver's run_step returns).",
@@ -64,56 +67,33 @@ class StageMetrics:
             (*LABELS, "optimizer"),
             registry=reg,
         )
-        self._update_seconds = Histogram(
+        self._update_seconds = bound(
+            Histogram,
             "audioflow_update_duration_seconds",
             "Wall time of one update (forward, backward and optimizer step).",
-            LABELS,
             buckets=UPDATE_BUCKETS,
-            registry=reg,
         )
-        self._data_wait = Counter(
+        self._data_wait = bound(
+            Counter,
             "audioflow_data_wait_seconds",
             "Time spent waiting for the next batch from the data loader.",
-            LABELS,
-            registry=reg,
         )
-        self._epoch = Gauge("audioflow_epoch", "Current epoch (1-based).", LABELS, registry=reg)
-        self._progress = Gauge(
-            "audioflow_progress_ratio", "Fraction of the stage done, 0 to 1.", LABELS, registry=reg
+        self._epoch = bound(Gauge, "audioflow_epoch", "Current epoch (1-based).")
+        self._progress = bound(
+            Gauge, "audioflow_progress_ratio", "Fraction of the stage done, 0 to 1."
         )
-        self._eta = Gauge(
-            "audioflow_eta_seconds", "Estimated time left in the stage.", LABELS, registry=reg
-        )
-        self._checkpoint_seconds = Histogram(
+        self._eta = bound(Gauge, "audioflow_eta_seconds", "Estimated time left in the stage.")
+        self._checkpoint_seconds = bound(
+            Histogram,
             "audioflow_checkpoint_write_duration_seconds",
             "Wall time to write one checkpoint.",
-            LABELS,
             buckets=CHECKPOINT_BUCKETS,
-            registry=reg,
         )
-        self._start_time = Gauge(
-            "audioflow_stage_start_time_seconds",
-            "Unix time the stage started.",
-            LABELS,
-            registry=reg,
+        self._start_time = bound(
+            Gauge, "audioflow_stage_start_time_seconds", "Unix time the stage started."
         )
         self._resources = ResourceCollector(self.labels)
         reg.register(self._resources)
-        # Bind the label values once: every series is then exported (as zero) from the
-        # first scrape, and an update skips the per-call label lookup.
-        for attr in (
-            "_updates",
-            "_samples",
-            "_skipped",
-            "_update_seconds",
-            "_data_wait",
-            "_epoch",
-            "_progress",
-            "_eta",
-            "_checkpoint_seconds",
-            "_start_time",
-        ):
-            setattr(self, attr, getattr(self, attr).labels(**self.labels))
         self._loss_children: dict[str, Gauge] = {}
         self._lr_children: dict[str, Gauge] = {}
 
