@@ -229,8 +229,8 @@ class ResidualVectorQuantizer(nn.Module):
         n_q: number of codebooks.
         bins: codes per codebook (log2(bins) bits per codebook per frame).
         q_dropout: in training, use a random number of codebooks in [1, n_q] per batch.
-        decay, epsilon, init, kmeans_iters, threshold_ema_dead_code: see
-            :class:`EuclideanCodebook`.
+        **codebook_kwargs: passed to every :class:`EuclideanCodebook` (decay, epsilon,
+            init, kmeans_iters, threshold_ema_dead_code).
     """
 
     def __init__(
@@ -239,23 +239,14 @@ class ResidualVectorQuantizer(nn.Module):
         n_q: int = 8,
         bins: int = 1024,
         q_dropout: bool = False,
-        decay: float = 0.99,
-        epsilon: float = 1e-5,
-        init: str = "kmeans",
-        kmeans_iters: int = 10,
-        threshold_ema_dead_code: float = 2.0,
+        **codebook_kwargs,
     ):
         super().__init__()
         self.dimension, self.max_n_q, self.n_q, self.bins = dimension, n_q, n_q, bins
         self.q_dropout = q_dropout
-        kwargs = dict(
-            decay=decay,
-            epsilon=epsilon,
-            init=init,
-            kmeans_iters=kmeans_iters,
-            threshold_ema_dead_code=threshold_ema_dead_code,
+        self.layers = nn.ModuleList(
+            VectorQuantizer(dimension, bins, **codebook_kwargs) for _ in range(n_q)
         )
-        self.layers = nn.ModuleList(VectorQuantizer(dimension, bins, **kwargs) for _ in range(n_q))
         # Training forwards done; the dropout draw is a function of it, so every rank draws
         # the same count and a resumed run (the buffer is in the state) continues the sequence.
         self.register_buffer("dropout_draws", torch.zeros((), dtype=torch.long))
