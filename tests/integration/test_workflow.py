@@ -94,6 +94,10 @@ def test_demo_workflow_end_to_end(tmp_path):
             log = tmp_path / "outputs" / "logs" / "xps" / sig / "stages" / f"{stage}_{epoch}.log"
             assert log.stat().st_size > 0
     assert "loss" in " ".join(json.loads((xp / "stages" / "valid_2.json").read_text()))
+    # evaluate/generate 1 used the best state as of epoch 1: valid 2 started after them.
+    valid_2 = (xp / "stages" / "valid_2.json").stat().st_mtime
+    for stage in ("evaluate", "generate"):
+        assert (xp / "stages" / f"{stage}_1.json").stat().st_mtime < valid_2
     history = json.loads((xp / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [1, 2]
     assert all({"train", "valid"} <= set(entry) for entry in history)

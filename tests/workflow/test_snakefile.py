@@ -89,6 +89,19 @@ def test_dry_run_has_one_job_per_stage_and_epoch(tmp_path):
     assert f"outputs/logs/xps/{sig}/stages/valid_3.log" in done.stdout
 
 
+def test_valid_waits_for_the_previous_epochs_evaluate_and_generate(tmp_path):
+    # evaluate/generate E read the best state as of E; valid E+1 may replace it.
+    done = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    sig = plans(tmp_path)[tuple(DEMO)]["sig"]
+    stages = f"outputs/xps/{sig}/stages"
+    jobs = re.findall(r"^rule valid:\n\s+input: (.*)\n\s+output: (\S+)", done.stdout, re.M)
+    inputs = {output: set(listed.split(", ")) for listed, output in jobs}
+    assert f"{stages}/evaluate_2.json" in inputs[f"{stages}/valid_3.json"]
+    assert f"{stages}/evaluate_1.json" not in inputs[f"{stages}/valid_2.json"]  # every=2
+    assert f"{stages}/train_2.json" in inputs[f"{stages}/valid_2.json"]
+
+
 def test_train_chunks_and_launch_command(tmp_path):
     config = write_config(tmp_path, train={"epochs_per_job": 2})
     done = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))

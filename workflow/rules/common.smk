@@ -119,7 +119,9 @@ def train_inputs(wildcards):
 
 
 def valid_inputs(wildcards):
-    """Valid E: the train job that produced epoch E and valid E-1 (best state in order)."""
+    """Valid E: the train job that produced epoch E, valid E-1 (best state in order), and
+    evaluate/generate E-1 when they run then: they read the best state as of E-1, which
+    valid E may replace."""
     plan = plan_of(wildcards)
     epoch = int(wildcards.epoch)
     if not 1 <= epoch <= plan.epochs:
@@ -127,6 +129,9 @@ def valid_inputs(wildcards):
     inputs = {"train": marker(plan.sig, "train", chunk_end(epoch, plan.epochs, EPOCHS_PER_JOB))}
     if epoch > 1:
         inputs["previous"] = marker(plan.sig, "valid", epoch - 1)
+        for stage in ("evaluate", "generate"):
+            if epoch - 1 in plan.stage_epochs(stage):
+                inputs[stage] = marker(plan.sig, stage, epoch - 1)
     return inputs
 
 
