@@ -109,18 +109,23 @@ def _short_timeouts(repo: Path) -> None:
         run("dvc", "remote", "modify", "--local", "s3", key, "5", cwd=repo)
 
 
-def test_push_pull_fresh_clone_same_checksums(tmp_path, s3):
+def _pushed_corpus_and_clone(tmp_path: Path, url: str, n: int, env: dict) -> tuple[Path, Path]:
+    """A repo tracking an n-file corpus pushed to the remote, and a git clone of it."""
     repo = tmp_path / "repo"
-    _init_repo(repo, s3.url)
-    _write_corpus(repo / "data" / "corpus", n=12)
-    env = s3_env()
+    _init_repo(repo, url)
+    _write_corpus(repo / "data" / "corpus", n=n)
     run("dvc", "add", "data/corpus", cwd=repo, env=env)
     run("dvc", "push", cwd=repo, env=env)
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "track corpus", cwd=repo)
-
     clone = tmp_path / "clone"
     run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    return repo, clone
+
+
+def test_push_pull_fresh_clone_same_checksums(tmp_path, s3):
+    env = s3_env()
+    repo, clone = _pushed_corpus_and_clone(tmp_path, s3.url, 12, env)
     assert not (clone / "data" / "corpus").exists()
     run("dvc", "pull", cwd=clone, env=env)
     assert tree_digest(clone / "data" / "corpus") == tree_digest(repo / "data" / "corpus")
@@ -167,16 +172,8 @@ def test_push_interrupted_by_server_stop_fails_clearly_then_retry_completes(tmp_
 
 
 def test_pull_with_server_down_fails_clearly_and_leaves_no_partial_files(tmp_path, s3):
-    repo = tmp_path / "repo"
-    _init_repo(repo, s3.url)
-    _write_corpus(repo / "data" / "corpus", n=5)
     env = s3_env(max_attempts=1)
-    run("dvc", "add", "data/corpus", cwd=repo, env=env)
-    run("dvc", "push", cwd=repo, env=env)
-    run("git", "add", "-A", cwd=repo)
-    run("git", "commit", "-qm", "track corpus", cwd=repo)
-    clone = tmp_path / "clone"
-    run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    repo, clone = _pushed_corpus_and_clone(tmp_path, s3.url, 5, env)
     _short_timeouts(clone)
 
     s3.stop()
