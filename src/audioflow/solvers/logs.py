@@ -36,6 +36,32 @@ def setup_logger(folder: Path, rank: int, level: str = "INFO") -> logging.Logger
     return logger
 
 
+def scalar_floats(metrics: dict) -> dict[str, float]:
+    """The scalar entries of ``metrics`` (one-element tensors, numbers) as plain floats.
+
+    Values equal ``float(v)``; tensors on an accelerator are read in one transfer per
+    (device, dtype) instead of one host sync per metric.
+    """
+    out: dict[str, float] = {}
+    groups: dict[tuple, list[tuple[str, torch.Tensor]]] = {}
+    for key, value in metrics.items():
+        if torch.is_tensor(value):
+            if value.numel() != 1:
+                continue
+            if value.device.type == "cpu":
+                out[key] = float(value)
+            else:
+                groups.setdefault((value.device, value.dtype), []).append((key, value))
+        elif isinstance(value, int | float):
+            out[key] = float(value)
+    if not groups:
+        return out
+    for items in groups.values():
+        read = torch.stack([v.detach().reshape(()) for _, v in items]).tolist()
+        out.update((key, float(v)) for (key, _), v in zip(items, read))
+    return {key: out[key] for key in metrics if key in out}
+
+
 def format_metrics(metrics: dict) -> str:
     """``loss=0.1234 | acc=0.9`` with 4 significant digits."""
     return " | ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, int | float))
@@ -84,8 +110,9 @@ class Averager:
         return total
 
     def result(self) -> dict[str, float]:
-        """The mean of every metric seen so far, as floats."""
-        return {k: float(self._total(k)) / n for k, n in self.counts.items()}
+        """The mean of every metric seen so far, as floats (one host read per device)."""
+        totals = scalar_floats({k: self._total(k) for k in self.counts})
+        return {k: totals[k] / n for k, n in self.counts.items()}
 
     def state_dict(self) -> dict:
         return {
@@ -173,7 +200,7 @@ class Progress:
             self.bar.update(1)
             if metrics is not None:
                 self.bar.set_postfix_str(format_metrics(metrics), refresh=False)
-        elif metrics is not None and self.enabled:
+        elif metrics is not None and self.enabled and self.logger.isEnabledFor(logging.INFO):
             eta = self.eta()
             eta_text = f"{eta:.0f}s" if math.isfinite(eta) else "?"
             self.logger.info(

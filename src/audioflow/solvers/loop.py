@@ -262,8 +262,9 @@ class LoopMixin:
         if self.is_rank_zero and shown is not None:
             self.tensorboard.add("train_updates", shown, step)
         if self._monitor is not None and getattr(self._monitor, "active", True):
-            # plain floats, as the monitor expects (only an active monitor pays the sync)
-            metrics = {k: float(v) for k, v in metrics.items() if _is_scalar(v)}
+            # plain floats, as the monitor expects (only an active monitor pays the host
+            # read, one per device rather than one per metric)
+            metrics = logs.scalar_floats(metrics)
             lrs = self.optim_sches.get_lrs() if self.optim_sches is not None else {}
             batch = self.settings.batch_size
             self._monitor.update(
@@ -309,12 +310,6 @@ class LoopMixin:
             if idx == pos:
                 raise RuntimeError("the train loader yielded no batch; check dataset.train")
             pos, pass_idx = idx, pass_idx + 1
-
-
-def _is_scalar(value) -> bool:
-    if torch.is_tensor(value):
-        return value.numel() == 1
-    return isinstance(value, int | float)
 
 
 def _length(loader) -> int:
