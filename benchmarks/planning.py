@@ -98,6 +98,9 @@ def valid_inputs(wc):
     inputs = {{"train": f"{{XPS}}/{{wc.sig}}/stages/train_{{e}}.json"}}
     if e > 1:
         inputs["previous"] = f"{{XPS}}/{{wc.sig}}/stages/valid_{{e - 1}}.json"
+        for stage, n in (("evaluate", {ev}), ("generate", {gen})):
+            if e - 1 in every(n):
+                inputs[stage] = f"{{XPS}}/{{wc.sig}}/stages/{{stage}}_{{e - 1}}.json"
     return inputs
 
 def best_inputs(wc, stage, n):
