@@ -242,3 +242,42 @@ def test_crash_then_resume_matches_an_uninterrupted_run(make_solver, monkeypatch
     for key, value in expected.items():
         assert torch.equal(resumed.model.state_dict()[key], value), key
     assert resumed.history == history
+
+
+def _rewrite(path, **changes):
+    """Change top-level fields of a saved checkpoint payload (as a crash would leave it)."""
+    payload = checkpoint.load(path)
+    payload.update(changes)
+    checkpoint.save({k: v for k, v in payload.items() if k not in ("format", "version")}, path)
+
+
+def test_train_stage_killed_after_the_last_mid_epoch_save_finishes_the_epoch(make_solver):
+    overrides = ("optim.epochs=2", "checkpoint.save_every_updates=5")
+    make_solver(*overrides).run_stage("train", 1)
+    solver = make_solver(*overrides)
+    # killed after the mid-epoch save of update 5/5, before checkpoint_1.th and the marker
+    _rewrite(solver.folder / "checkpoint.th", epoch_done=False)
+    (solver.folder / "checkpoint_1.th").unlink()
+    (solver.folder / "stages" / "train_1.json").unlink()
+    metrics = make_solver(*overrides).run_stage("train", 1)
+    assert metrics["loss"] > 0
+    assert (solver.folder / "checkpoint_1.th").exists()
+    assert json.loads((solver.folder / "stages" / "train_1.json").read_text()) == metrics
+    assert make_solver(*overrides).run_stage("valid", 1)["loss"] > 0
+
+
+def test_whole_loop_after_stage_runs_keeps_the_best_state_of_best_th(make_solver):
+    make_solver("optim.epochs=2").run_stage("train", 1)
+    make_solver("optim.epochs=2").run_stage("valid", 1)
+    solver = make_solver("optim.epochs=2")
+    _rewrite(solver.folder / checkpoint.BEST, value=-1.0)  # a best no epoch can beat
+    solver.run()
+    best = checkpoint.load(solver.folder / checkpoint.BEST)
+    assert (best["epoch"], best["value"]) == (1, -1.0)
+
+
+def test_precision_without_optim_sches_is_a_config_error(make_solver):
+    from audioflow.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="optim.precision=bf16 needs optim_sches"):
+        make_solver("optim.epochs=1", "optim.precision=bf16").run()

@@ -201,12 +201,18 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
     def _build_optim_sches(self) -> None:
         optim = self.cfg.optim
         if self._select("optim_sches") is None:
-            if int(optim.accum_grad) != 1:
-                from audioflow.config.errors import ConfigError
+            from audioflow.config.errors import ConfigError
 
+            if int(optim.accum_grad) != 1:
                 raise ConfigError(
                     f"optim.accum_grad={optim.accum_grad} needs optim_sches (the base then "
                     "accumulates); with a single optimizer set optim.accum_grad=1"
+                )
+            precision = str(self._select("optim.precision", "fp32"))
+            if precision != "fp32":
+                raise ConfigError(
+                    f"optim.precision={precision} needs optim_sches (they run autocast and "
+                    "the GradScaler); with a single optimizer set optim.precision=fp32"
                 )
             factor = float(self._select("optim.ft_factor", 1.0))
             for name in self._stateful:  # ft_factor scales the LR, as OptimSchedulers do

@@ -44,6 +44,9 @@ class LoopMixin:
     def run(self) -> None:
         """Run every stage of every epoch up to ``optim.epochs``, resuming where it stopped."""
         self.restore()
+        # Stage runs keep the best state in best.th only; without it the first valid here
+        # would take any epoch for the best.
+        self._load_best_file()
         epochs = self.settings.epochs
         first = self.epoch + 1 if self._epoch_done else self.epoch
         if self.epoch >= 1 and history.read_marker(self.folder, "valid", self.epoch) is None:
@@ -107,7 +110,9 @@ class LoopMixin:
 
     def _run_train_until(self, epoch: int) -> dict:
         self.restore()
-        done_through = self.epoch if self._updates_done >= self._updates() else self.epoch - 1
+        # Only a finished epoch counts: a mid-epoch checkpoint taken after the last update
+        # is not yet the epoch's checkpoint_<E>.th, which valid E needs.
+        done_through = self.epoch if self._epoch_done else self.epoch - 1
         if done_through >= epoch:
             self.logger.info("train through epoch %d: already done", epoch)
             marker = history.read_marker(self.folder, "train", epoch)
