@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +75,19 @@ def test_cli_builds_corpus_with_manifest_and_refuses_to_clobber(tmp_path):
         for e in read_manifest(out / "manifest.jsonl.gz")
     ]
     assert not list(tmp_path.joinpath("synth").glob(".train.tmp-*"))
+
+
+def test_rebuilt_corpus_gives_a_byte_identical_manifest(tmp_path):
+    from audioflow.data.manifest import build_manifest
+    from audioflow.data.synth import write_corpus
+
+    digests = []
+    for attempt in range(2):
+        root = tmp_path / "corpus"
+        if root.exists():
+            shutil.rmtree(root)
+        write_corpus(root, n=3, seed=7)
+        out = tmp_path / f"manifest_{attempt}.jsonl.gz"
+        build_manifest([root], out)
+        digests.append(hashlib.md5(out.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

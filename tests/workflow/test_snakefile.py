@@ -134,6 +134,17 @@ def test_finished_markers_and_excluded_keys_rerun_nothing(tmp_path):
     assert counts["train"] == 3 and "synth" not in counts
 
 
+def test_rebuilt_manifest_reruns_no_finished_stage(tmp_path):
+    # e.g. `dvc checkout` or a rerun of the data rules: the XP's signature is unchanged.
+    config = write_config(tmp_path)
+    assert snakemake(tmp_path, "-n", "--configfile", str(config)).returncode == 0
+    finish_all(tmp_path, plans(tmp_path)[tuple(DEMO)]["sig"], 3)
+    manifest = tmp_path / "data" / "synth" / "valid" / "manifest.jsonl.gz"
+    os.utime(manifest, (2_000_000_000, 2_000_000_000))
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert "Nothing to be done" in done.stdout + done.stderr, done.stdout
+
+
 def test_missing_valid_marker_reruns_from_there(tmp_path):
     config = write_config(tmp_path)
     assert snakemake(tmp_path, "-n", "--configfile", str(config)).returncode == 0

@@ -110,7 +110,9 @@ def train_inputs(wildcards):
         previous, valid = train_dependencies(int(wildcards.epoch), plan.epochs, EPOCHS_PER_JOB)
     except ValueError as exc:
         raise WorkflowError(f"XP {plan.sig} ({plan.name}): {exc}") from None
-    inputs = {"manifests": list(plan.manifests)}
+    # ancient(): a rebuilt manifest (dvc checkout, a rerun of the data rules) must not
+    # retrain finished epochs; the signature, not the data's mtime, names what was trained.
+    inputs = {"manifests": [ancient(path) for path in plan.manifests]}
     if previous is not None:
         inputs["previous"] = marker(plan.sig, "train", previous)
     if valid is not None:

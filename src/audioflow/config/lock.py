@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,15 +47,13 @@ def xp_lock(folder: Path, name: str = "train") -> Iterator[Path]:
         The lock file path (it holds the pid of the holder).
 
     Raises:
-        XPLockedError: another live process holds the lock (refused at once, no waiting).
+        XPLockedError: another live process holds the lock (refused within ~0.2 s).
     """
     path = lock_path(folder, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_soon(fd):
             raise XPLockedError(
                 f"XP {Path(folder).name} is already running its {name} stage (pid "
                 f"{_holder(path)} holds {path}); wait for it to finish or stop that process"
@@ -67,6 +66,19 @@ def xp_lock(folder: Path, name: str = "train") -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _lock_soon(fd: int, attempts: int = 10, pause: float = 0.02) -> bool:
+    """Take the exclusive lock, allowing ~0.2 s for a status probe (`held_locks`, which
+    takes it shared for an instant) to let go; a running stage holds it far longer."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < attempts:
+                time.sleep(pause)
+    return False
 
 
 def held_locks(folder: Path) -> list[str]:

@@ -8,6 +8,7 @@ epoch E+1 beside valid epoch E) all end up in it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 from pathlib import Path
@@ -59,7 +60,18 @@ def rebuild_history(folder: Path, extra: dict[tuple[str, int], dict] | None = No
 
 
 def finish_stage(folder: Path, stage: str, epoch: int, metrics: dict) -> None:
-    """Record a finished stage: history.json first, then the marker (the completion signal)."""
-    history = rebuild_history(folder, {(stage, epoch): metrics})
-    write_json(history, Path(folder) / "history.json")
-    write_json(metrics, marker_path(folder, stage, epoch))
+    """Record a finished stage: history.json first, then the marker (the completion signal).
+
+    Stages of one XP finish concurrently (evaluate and generate of an epoch, train E+1 and
+    valid E): the rebuild and both writes hold one lock, so no stage's rebuild misses a
+    marker that another wrote in between.
+    """
+    lock = Path(folder) / ".history.lock"
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # held for milliseconds; waiting is right here
+        try:
+            history = rebuild_history(folder, {(stage, epoch): metrics})
+            write_json(history, Path(folder) / "history.json")
+            write_json(metrics, marker_path(folder, stage, epoch))
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
