@@ -8,18 +8,11 @@ import os
 
 import torch
 from my_solver import MySolver
-from torch import nn
 
 
 class MyLossSolver(MySolver):
     def build_model(self):
-        toy = self.cfg.toy
-        self.model = nn.Sequential(
-            nn.Linear(toy.dim, toy.hidden),
-            nn.Tanh(),
-            nn.Dropout(toy.dropout),
-            nn.Linear(toy.hidden, 1),
-        ).to(self.device)
+        self.model = self.make_model()
         self.register_stateful("model")
         self.register_best("model")
         self.register_ema("model")

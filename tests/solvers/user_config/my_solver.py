@@ -60,14 +60,18 @@ class MySolver(base.StandardSolver):
     def best_metric(self):
         return "loss"
 
-    def build_model(self):
+    def make_model(self) -> nn.Module:
+        """The toy regressor, shared with the OptimScheduler-style variant."""
         toy = self.cfg.toy
-        self.model = nn.Sequential(
+        return nn.Sequential(
             nn.Linear(toy.dim, toy.hidden),
             nn.Tanh(),
             nn.Dropout(toy.dropout),
             nn.Linear(toy.hidden, 1),
         ).to(self.device)
+
+    def build_model(self):
+        self.model = self.make_model()
         self.optimizer = optim.build_optimizer(self.model.parameters(), self.cfg.optim)
         self.register_stateful("model", "optimizer")
         self.register_best("model")
