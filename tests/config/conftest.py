@@ -67,10 +67,13 @@ def cfg_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path: Path) -> Path:
-    """No AUDIOFLOW_* settings from the caller's shell; XPs go to a temp root."""
+    """No AUDIOFLOW_* settings from the caller's shell (but the session's cache folder);
+    XPs go to a temp root."""
     import os
 
     for name in list(os.environ):
+        if name == "AUDIOFLOW_CACHE_DIR":
+            continue
         if name.startswith("AUDIOFLOW_") or name == "KUBERNETES_SERVICE_HOST":
             monkeypatch.delenv(name)
     root = tmp_path / "xproot"

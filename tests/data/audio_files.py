@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,14 @@ def make_corpus(root: Path) -> Path:
     (root / "notes.wav").write_text("these are meeting notes, not audio\n" * 20)
     (root / "song.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(600))
     (root / "readme.md").write_text("not scanned: no audio extension\n")
+    return age_tree(root)
+
+
+def age_tree(root: Path, seconds: float = 3600.0) -> Path:
+    """Date every file ``seconds`` back, as a dataset on disk is: a scan trusts old mtimes only."""
+    when = time.time() - seconds
+    for path in root.rglob("*"):
+        os.utime(path, (when, when), follow_symlinks=False)
     return root
 
 

@@ -110,24 +110,30 @@ def test_rescan_reuses_unchanged_and_probes_changed(corpus, tmp_path):
     root = copy_tree(corpus, tmp_path / "c")
     out = root / "manifest.jsonl.gz"
     first = build_manifest([root], out, workers=1, check_tail=True)
-    before = out.read_bytes()
+    before, stamp = out.read_bytes(), out.stat().st_mtime_ns
+    # Nothing changed: the walk alone decides; no header is read, nothing is written.
     again = build_manifest([root], out, workers=1, check_tail=True)
-    assert (again.reused, again.probed) == (first.entries, len(BROKEN))
-    assert out.read_bytes() == before
-    stamp = out.stat().st_mtime_ns
-    build_manifest([root], out, workers=1, check_tail=True)
-    assert out.stat().st_mtime_ns == stamp  # nothing changed: the file is not rewritten
+    assert again.unchanged and not first.unchanged
+    assert (again.entries, again.reused, again.probed) == (first.entries, first.entries, 0)
+    assert again.rejects == first.rejects
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == stamp
     # Rewrite one file with other content: new size -> probed again, new fields.
     sf.write(root / "pcm32.wav", np.zeros((8000, 1)), 8000, subtype="PCM_16")
     (root / "pcm16.wav.txt").write_text("edited label\n")  # sidecar-only edit
     third = build_manifest([root], out, workers=1, check_tail=True)
-    assert third.reused == first.entries - 1
+    assert not third.unchanged
+    assert (third.reused, third.probed) == (first.entries - 1, 1 + len(BROKEN))
     entries = _by_name(read_manifest(out))
     assert entries["pcm32.wav"]["frames"] == 8000
     assert entries["pcm32.wav"]["subtype"] == "PCM_16"
     assert entries["pcm16.wav"]["text"] == "edited label"
+    # pcm32.wav was written a moment ago and could change again within one mtime tick:
+    # the next rescan does not trust the walk alone (rejects are probed again).
+    fourth = build_manifest([root], out, workers=1, check_tail=True)
+    assert not fourth.unchanged
+    assert (fourth.reused, fourth.probed) == (first.entries, len(BROKEN))
     full = build_manifest([root], out, workers=1, reuse=False, check_tail=True)
-    assert full.reused == 0
+    assert full.reused == 0 and not full.unchanged
 
 
 def test_include_exclude_and_links(corpus, tmp_path):
@@ -164,6 +170,10 @@ def test_cli_writes_manifest_and_reports_errors(corpus, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"{len(FORMATS)} files" in done.stdout and f"{len(BROKEN)} rejected" in done.stdout
     assert len(rejects.read_text().splitlines()) == len(BROKEN)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(FORMATS)} files (unchanged since the last scan)" in again.stdout
+    assert f"{len(BROKEN)} rejected" in again.stdout
     missing = subprocess.run(
         ["audioflow", "manifest", str(tmp_path / "nope"), "-o", str(out)],
         capture_output=True,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from audioflow.data import scan_state
 from audioflow.data.probe import CORE_KEYS, probe_chunk, read_sidecars
 from audioflow.data.scan import DEFAULT_INCLUDE, FoundFile, walk_audio
 
@@ -42,6 +43,8 @@ class ManifestReport:
         rejects: ``(path, reason)`` of every file left out.
         seconds: wall time of the scan.
         rejects_file: where the rejects were written (None if not written).
+        unchanged: the walk matched the last scan of this output exactly, so nothing was
+            read beyond file metadata and nothing was written.
     """
 
     output: Path
@@ -51,6 +54,7 @@ class ManifestReport:
     rejects: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     rejects_file: Path | None = None
+    unchanged: bool = False
 
 
 def default_rejects_path(output: str | Path) -> Path:
@@ -188,6 +192,24 @@ def _probe_all(
     return results
 
 
+def _unchanged_report(output: Path, rejects_file: Path, digest: str) -> ManifestReport | None:
+    """The report of a rescan that found exactly what the last scan of ``output`` found."""
+    entries = scan_state.unchanged(output, rejects_file, digest)
+    if entries is None:
+        return None
+    rows = _read_jsonl(rejects_file)
+    if rows is None:
+        return None
+    return ManifestReport(
+        output=output,
+        entries=entries,
+        reused=entries,
+        rejects=[(row["path"], row["reason"]) for row in rows],
+        rejects_file=rejects_file,
+        unchanged=True,
+    )
+
+
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -241,7 +263,19 @@ def build_manifest(
             f"no audio files under {', '.join(map(str, roots))} "
             f"(include={list(include or DEFAULT_INCLUDE)[:4]}..., exclude={list(exclude)})"
         )
-    previous = Path(previous) if previous is not None else output
+    rejects_file = Path(rejects).absolute() if rejects is not None else default_rejects_path(output)
+    previous = Path(previous).absolute() if previous is not None else output
+    options = {
+        "include": list(DEFAULT_INCLUDE if include is None else include),
+        "exclude": list(exclude),
+        "check_tail": check_tail,
+    }
+    seen = scan_state.fingerprint(found, options)
+    if reuse and previous == output:
+        shortcut = _unchanged_report(output, rejects_file, seen.digest)
+        if shortcut is not None:
+            shortcut.seconds = time.perf_counter() - began
+            return shortcut
     old: dict[str, dict] = {}
     if reuse and previous.exists():
         try:
@@ -291,7 +325,7 @@ def build_manifest(
     report.rejects.sort()
     report.entries = len(entries)
 
-    report.rejects_file = Path(rejects) if rejects is not None else default_rejects_path(output)
+    report.rejects_file = rejects_file
     reject_rows = [{"path": p, "reason": r} for p, r in report.rejects]
     if not (report.rejects_file.exists() and _read_jsonl(report.rejects_file) == reject_rows):
         write_jsonl(report.rejects_file, reject_rows)
@@ -301,7 +335,8 @@ def build_manifest(
         )
     rows = [entries[p] for p in sorted(entries)]
     # An unchanged scan leaves the file alone: same bytes, no write, no fsync.
-    if not (previous.absolute() == output and rows == list(old.values())):
+    if not (previous == output and rows == list(old.values())):
         write_jsonl(output, rows)
+    scan_state.record(output, rejects_file, seen, len(rows))
     report.seconds = time.perf_counter() - began
     return report

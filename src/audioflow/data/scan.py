@@ -67,6 +67,41 @@ class _Globs:
         return self.regex is not None and bool(self.regex.match(rel) or self.regex.match(name))
 
 
+def _stat_files(prefix: str, audio: list[str], names: set[str]) -> dict[str, FoundFile]:
+    """Stat the audio files of one folder; ``names`` is its listing (for sidecars).
+
+    One ``map(os.stat, ...)`` per folder: the per-file Python work is what an unchanged
+    rescan costs beyond the ``stat`` calls themselves.
+    """
+    paths = [prefix + name for name in audio]
+    try:
+        stats = list(map(os.stat, paths))
+    except OSError:  # a dangling link or a file deleted meanwhile: drop just those
+        kept = [(p, n, _stat_or_none(p)) for p, n in zip(paths, audio)]
+        kept = [(p, n, st) for p, n, st in kept if st is not None]
+        paths, audio, stats = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
+    return dict(
+        zip(
+            paths,
+            map(
+                FoundFile,
+                paths,
+                [st.st_size for st in stats],
+                [st.st_mtime for st in stats],
+                [name + ".json" in names for name in audio],
+                [name + ".txt" in names for name in audio],
+            ),
+        )
+    )
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def walk_audio(
     roots: list[str | Path],
     include: list[str] | tuple[str, ...] = DEFAULT_INCLUDE,
@@ -93,7 +128,7 @@ def walk_audio(
     seen_dirs: set[tuple[int, int]] = set()  # (device, inode): link cycles end here
 
     def wanted(rel: str, name: str) -> bool:
-        if not exc.empty and exc.match(rel, name):
+        if name.endswith(SIDECAR_SUFFIXES) or (not exc.empty and exc.match(rel, name)):
             return False
         return inc.empty or inc.match(rel, name)
 
@@ -105,12 +140,8 @@ def walk_audio(
         if not os.path.exists(root_abs):
             raise FileNotFoundError(f"{root}: no such file or folder to scan")
         if not os.path.isdir(root_abs):
-            st = os.stat(root_abs)
             folder, name = os.path.split(root_abs)
-            names = set(os.listdir(folder))
-            found[root_abs] = FoundFile(
-                root_abs, st.st_size, st.st_mtime, name + ".json" in names, name + ".txt" in names
-            )
+            found.update(_stat_files(folder + os.sep, [name], set(os.listdir(folder))))
             continue
         stack = [(root_abs, "")]
         while stack:
@@ -123,32 +154,24 @@ def walk_audio(
                 continue
             seen_dirs.add((st.st_dev, st.st_ino))
             try:
-                entries = list(os.scandir(folder))
+                with os.scandir(folder) as listing:
+                    entries = list(listing)
             except PermissionError:
                 continue
-            names = {e.name for e in entries}
+            audio = []
             for entry in entries:
-                rel = rel_folder + entry.name
+                name = entry.name
                 if entry.is_dir(follow_symlinks=True):
-                    if exc.empty or not exc.match(rel, entry.name):
+                    rel = rel_folder + name
+                    if exc.empty or not exc.match(rel, name):
                         stack.append((entry.path, rel + "/"))
-                    continue
-                if fast_suffixes is not None:
-                    if not entry.name.lower().endswith(fast_suffixes):
-                        continue
-                elif entry.name.endswith(SIDECAR_SUFFIXES) or not wanted(rel, entry.name):
-                    continue
-                if entry.path in found:
-                    continue
-                try:
-                    est = entry.stat(follow_symlinks=True)
-                except OSError:
-                    continue  # dangling link
-                found[entry.path] = FoundFile(
-                    entry.path,
-                    est.st_size,
-                    est.st_mtime,
-                    entry.name + ".json" in names,
-                    entry.name + ".txt" in names,
-                )
+                elif (
+                    name.lower().endswith(fast_suffixes)
+                    if fast_suffixes is not None
+                    else wanted(rel_folder + name, name)
+                ):
+                    audio.append(name)
+            if audio:
+                names = {entry.name for entry in entries}
+                found.update(_stat_files(folder + os.sep, audio, names))
     return [found[p] for p in sorted(found)]

@@ -67,8 +67,13 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"manifest: {err}", file=sys.stderr)
         return 1
+    how = (
+        "unchanged since the last scan"
+        if report.unchanged
+        else f"{report.reused} reused, {report.probed} probed"
+    )
     print(
-        f"{report.output}: {report.entries} files ({report.reused} reused, {report.probed} probed)"
+        f"{report.output}: {report.entries} files ({how})"
         f", {len(report.rejects)} rejected in {report.seconds:.2f}s"
     )
     if report.rejects:

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from audioflow.data import scan_state
     from audioflow.data.manifest import build_manifest
     from audioflow.data.synth import write_corpus
 
@@ -52,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp, out)
+        # The scan state was keyed by the temporary folder, which no longer exists.
+        scan_state.forget(tmp / "manifest.jsonl.gz")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
