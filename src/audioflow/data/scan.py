@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -23,6 +24,8 @@ READABLE_EXTENSIONS = (
 UNSUPPORTED_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".amr", ".ape", ".wv")
 DEFAULT_INCLUDE = tuple(f"*{ext}" for ext in READABLE_EXTENSIONS + UNSUPPORTED_EXTENSIONS)
 SIDECAR_SUFFIXES = (".json", ".txt")
+# Stat relative to an open folder where the platform can (Linux, macOS).
+_USE_DIR_FD = os.stat in os.supports_dir_fd and os.scandir in os.supports_fd
 
 
 class FoundFile(NamedTuple):
@@ -67,32 +70,37 @@ class _Globs:
         return self.regex is not None and bool(self.regex.match(rel) or self.regex.match(name))
 
 
-def _stat_files(prefix: str, audio: list[str], names: set[str]) -> dict[str, FoundFile]:
+def _stat_files(
+    folder: str, dir_fd: int | None, audio: list[str], names: set[str]
+) -> dict[str, FoundFile]:
     """Stat the audio files of one folder; ``names`` is its listing (for sidecars).
 
-    One ``map(os.stat, ...)`` per folder: the per-file Python work is what an unchanged
-    rescan costs beyond the ``stat`` calls themselves.
+    Names are stat'ed relative to the open folder (``dir_fd``): the kernel then resolves
+    one path component instead of the whole path, a quarter of a rescan's time.
     """
+    prefix = folder + os.sep
+    audio = sorted(audio)  # sorted runs make the walk's final sort almost free
     paths = [prefix + name for name in audio]
+    stat = os.stat
     try:
-        stats = list(map(os.stat, paths))
+        if dir_fd is None:
+            stats = [stat(path) for path in paths]
+        else:
+            stats = [stat(name, dir_fd=dir_fd) for name in audio]
     except OSError:  # a dangling link or a file deleted meanwhile: drop just those
-        kept = [(p, n, _stat_or_none(p)) for p, n in zip(paths, audio)]
-        kept = [(p, n, st) for p, n, st in kept if st is not None]
-        paths, audio, stats = [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept]
-    return dict(
-        zip(
-            paths,
-            map(
-                FoundFile,
-                paths,
-                [st.st_size for st in stats],
-                [st.st_mtime for st in stats],
-                [name + ".json" in names for name in audio],
-                [name + ".txt" in names for name in audio],
-            ),
-        )
+        kept = [(n, _stat_or_none(p)) for n, p in zip(audio, paths)]
+        audio = [n for n, st in kept if st is not None]
+        stats = [st for _, st in kept if st is not None]
+        paths = [prefix + name for name in audio]
+    columns = zip(
+        paths,
+        [st.st_size for st in stats],
+        [st.st_mtime for st in stats],
+        [name + ".json" in names for name in audio],
+        [name + ".txt" in names for name in audio],
     )
+    # tuple.__new__ builds the named tuples without a Python-level call per file.
+    return dict(zip(paths, map(tuple.__new__, repeat(FoundFile), columns)))
 
 
 def _stat_or_none(path: str) -> os.stat_result | None:
@@ -100,6 +108,19 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return os.stat(path)
     except OSError:
         return None
+
+
+def _list_folder(folder: str) -> tuple[os.stat_result, int | None, list[os.DirEntry]]:
+    """The folder's own stat, an open descriptor (None where unsupported), its entries."""
+    if not _USE_DIR_FD:
+        return os.stat(folder), None, list(os.scandir(folder))
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with os.scandir(fd) as listing:
+            return os.fstat(fd), fd, list(listing)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def walk_audio(
@@ -141,37 +162,37 @@ def walk_audio(
             raise FileNotFoundError(f"{root}: no such file or folder to scan")
         if not os.path.isdir(root_abs):
             folder, name = os.path.split(root_abs)
-            found.update(_stat_files(folder + os.sep, [name], set(os.listdir(folder))))
+            found.update(_stat_files(folder, None, [name], set(os.listdir(folder))))
             continue
         stack = [(root_abs, "")]
         while stack:
             folder, rel_folder = stack.pop()
+            depth = len(stack)
             try:
-                st = os.stat(folder)
+                st, fd, entries = _list_folder(folder)
             except OSError:
-                continue  # dangling link to a folder
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
+                continue  # dangling link to a folder, a link loop, or no right to list it
             try:
-                with os.scandir(folder) as listing:
-                    entries = list(listing)
-            except PermissionError:
-                continue
-            audio = []
-            for entry in entries:
-                name = entry.name
-                if entry.is_dir(follow_symlinks=True):
+                if (st.st_dev, st.st_ino) in seen_dirs:
+                    continue
+                seen_dirs.add((st.st_dev, st.st_ino))
+                subdirs = {e.name for e in entries if e.is_dir(follow_symlinks=True)}
+                for name in subdirs:
                     rel = rel_folder + name
                     if exc.empty or not exc.match(rel, name):
-                        stack.append((entry.path, rel + "/"))
-                elif (
-                    name.lower().endswith(fast_suffixes)
-                    if fast_suffixes is not None
-                    else wanted(rel_folder + name, name)
-                ):
-                    audio.append(name)
-            if audio:
-                names = {entry.name for entry in entries}
-                found.update(_stat_files(folder + os.sep, audio, names))
+                        stack.append((folder + os.sep + name, rel + "/"))
+                if fast_suffixes is not None:  # comprehensions: the per-file loop is hot
+                    audio = [e.name for e in entries if e.name.lower().endswith(fast_suffixes)]
+                else:
+                    audio = [e.name for e in entries if wanted(rel_folder + e.name, e.name)]
+                if subdirs:
+                    audio = [name for name in audio if name not in subdirs]
+                if len(stack) > depth + 1:  # this folder's sub-folders, popped in order
+                    stack[depth:] = sorted(stack[depth:], reverse=True)
+                if audio:
+                    names = {entry.name for entry in entries}
+                    found.update(_stat_files(folder, fd, audio, names))
+            finally:
+                if fd is not None:
+                    os.close(fd)
     return [found[p] for p in sorted(found)]
