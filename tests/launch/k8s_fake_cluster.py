@@ -49,6 +49,9 @@ class FakeCluster:
         self.expired_below = 0  # watches from an older resourceVersion get 410 Gone
         self.on_job_created: Callable[[FakeCluster, dict], None] | None = None
         self.forbidden = False  # answer 403, as the API does without the RBAC of k8s/rbac.yaml
+        # POSTs answered 409 for a Job that another controller created and deleted before
+        # the launcher could read it back (the name is free again at the next try).
+        self.vanishing_conflicts = 0
         self._rv = itertools.count(100)
         self.closed = False
 
@@ -66,6 +69,9 @@ class FakeCluster:
     def create_job(self, body: dict) -> tuple[int, dict]:
         with self.cond:
             name = body["metadata"]["name"]
+            if self.vanishing_conflicts > 0:
+                self.vanishing_conflicts -= 1
+                return 409, status(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
             if name in self.jobs:
                 return 409, status(409, "AlreadyExists", f'jobs.batch "{name}" already exists')
             job = copy.deepcopy(body)

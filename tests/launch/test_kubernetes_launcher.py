@@ -230,6 +230,32 @@ def test_job_deleted_by_someone_else_fails_the_rule(tmp_path):
     assert "was deleted before it finished" in job.log_path.read_text()
 
 
+def test_name_taken_and_freed_by_another_controller_is_retried(tmp_path):
+    def scenario(cluster, created):
+        pod = cluster.add_pod(created, 0)
+        cluster.end_pod(pod, 0)
+        cluster.finish_job(created["metadata"]["name"], "Complete")
+
+    with KubernetesAPIDouble() as api:
+        api.cluster.vanishing_conflicts = 1  # 409, then the Job is not there to read
+        api.cluster.on_job_created = scenario
+        job = make_job(tmp_path)
+        assert launcher(api).launch(job) == 0
+        assert len(requests(api, "POST", "/jobs")) == 2
+        assert len(api.cluster.jobs) == 1 and api.cluster.services
+    assert f"submitted job {job.name}" in job.log_path.read_text()
+
+
+def test_name_contested_forever_fails_with_one_clear_line(tmp_path):
+    with KubernetesAPIDouble() as api:
+        api.cluster.vanishing_conflicts = 10
+        job = make_job(tmp_path)
+        assert launcher(api).launch(job) == 1
+        assert not api.cluster.jobs and not api.cluster.services
+    log = job.log_path.read_text()
+    assert "answered 'already exists' 3 times" in log and "Traceback" not in log
+
+
 def test_missing_rbac_fails_with_one_clear_line_and_exit_2(tmp_path, capsys):
     with KubernetesAPIDouble() as api:
         api.cluster.forbidden = True

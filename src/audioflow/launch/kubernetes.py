@@ -34,7 +34,13 @@ from .manifests import job_name, render_job, render_service
 
 # The controller's cancel wins over a Job stuck in deletion after this long.
 DELETE_WAIT_SECONDS = 300
+# Creates answered 409 for a Job that is gone by the time it is read, before giving up.
+CREATE_ATTEMPTS = 3
 LOG_DRAIN_SECONDS = 30
+
+
+class ContestedName(RuntimeError):
+    """The Job's name keeps being taken and freed by someone else."""
 
 
 class Cancelled(Exception):
@@ -199,11 +205,12 @@ class _Run:
         except HTTPError as exc:
             self.say(f"Kubernetes API unreachable while following {self.name}: {exc}")
             return 1
+        except ContestedName as exc:
+            self.say(str(exc))
+            return 1
 
     def submit_or_attach(self) -> dict:
         """Create the Job and its Service, or re-attach to a Job of that name that runs."""
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         existing = read_job(self.batch, self.namespace, self.name)
         if existing is not None and (
@@ -219,23 +226,39 @@ class _Run:
             self.say(f"re-attaching to running job {self.name} in {self.namespace}")
             job = existing
         else:
-            body = client.V1Job.from_dict(render_job(self.job, self.settings))
+            job = self.create()
+        self.ensure_service(job["metadata"]["uid"])
+        return job
+
+    def create(self) -> dict:
+        """Create the Job; on a name clash, attach to the Job that won, or try again if it
+        is already gone (another controller created and deleted it in between)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = client.V1Job.from_dict(render_job(self.job, self.settings))
+        for _ in range(CREATE_ATTEMPTS):
             try:
                 job = read_json(
                     self.batch.create_namespaced_job(self.namespace, body, _preload_content=False)
                 )
-                self.say(
-                    f"submitted job {self.name} to {self.namespace}: "
-                    f"{self.job.nodes} node(s) x {self.job.gpus_per_node} GPU(s)"
-                )
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-                # Another controller submitted it between our read and create.
-                job = read_job(self.batch, self.namespace, self.name) or {}
-                self.say(f"job {self.name} appeared meanwhile: re-attaching")
-        self.ensure_service(job["metadata"]["uid"])
-        return job
+                job = read_job(self.batch, self.namespace, self.name)
+                if job is not None:
+                    self.say(f"job {self.name} appeared meanwhile: re-attaching")
+                    return job
+                continue
+            self.say(
+                f"submitted job {self.name} to {self.namespace}: "
+                f"{self.job.nodes} node(s) x {self.job.gpus_per_node} GPU(s)"
+            )
+            return job
+        raise ContestedName(
+            f"job {self.name}: the API answered 'already exists' {CREATE_ATTEMPTS} times but "
+            "no such job could be read; is another controller creating and deleting it?"
+        )
 
     def ensure_service(self, uid: str) -> None:
         from kubernetes import client
