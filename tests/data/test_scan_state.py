@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +151,5 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert scan_state.cache_dir() == tmp_path / "home" / ".cache" / "audioflow"
+    monkeypatch.setattr(scan_state.os.path, "expanduser", lambda path: path)  # no home at all
+    assert scan_state.cache_dir() == Path(tempfile.gettempdir()) / "audioflow"

@@ -31,11 +31,16 @@ RACY_SECONDS = 2.0
 
 
 def cache_dir() -> Path:
-    """``$AUDIOFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/audioflow``, else ``~/.cache/audioflow``."""
+    """``$AUDIOFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/audioflow``, else ``~/.cache/audioflow``
+    (the temporary folder's ``audioflow`` where there is no home)."""
     explicit = os.environ.get("AUDIOFLOW_CACHE_DIR")
     if explicit:
         return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        # A container user with neither HOME nor a passwd entry gets "~" back unexpanded.
+        base = os.path.join(home, ".cache") if home != "~" else tempfile.gettempdir()
     return Path(base) / "audioflow"
 
 
