@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
 import torchaudio
 
 from audioflow.data import audio
-from audioflow.data.audio import convert_channels, read_frames, read_segment, resample
+from audioflow.data.audio import (
+    convert_channels,
+    read_frames,
+    read_segment,
+    resample,
+    write_audio_file,
+)
 
 from .audio_files import FORMATS
 
@@ -67,3 +77,45 @@ def test_resample_matches_torchaudio_and_is_cached():
     before = audio._resampler.cache_info().hits
     resample(wav, 44100, 16000)
     assert audio._resampler.cache_info().hits == before + 1
+
+
+def test_long_ogg_is_written_in_blocks_without_crashing(tmp_path):
+    # One libsndfile call with minutes of Vorbis audio overflows libvorbis' stack (a
+    # segfault); run in a child so that a regression fails this test, not the session.
+    out = tmp_path / "long.ogg"
+    code = (
+        "import numpy as np, sys\n"
+        "from audioflow.data.audio import write_audio_file\n"
+        "x = 0.1 * np.random.default_rng(0).standard_normal(16000 * 150).astype('f4')\n"
+        "write_audio_file(sys.argv[1], x, 16000)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-500:]
+    info = sf.info(out)
+    assert (info.format, info.samplerate, info.channels) == ("OGG", 16000, 1)
+    assert abs(info.frames - 16000 * 150) <= 16000  # Vorbis may pad the last block
+
+
+def test_write_names_an_unknown_extension_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"no audio format for '\.xyz'"):
+        write_audio_file(tmp_path / "out.xyz", np.zeros(100, "f4"), 16000)
+    with pytest.raises(ValueError, match="WAV cannot hold VORBIS"):
+        write_audio_file(tmp_path / "out.wav", np.zeros(100, "f4"), 16000, subtype="VORBIS")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_the_destination_as_it_was(tmp_path, monkeypatch):
+    out = tmp_path / "out.wav"
+    write_audio_file(out, np.zeros((100, 2), "f4"), 16000, subtype="PCM_16")
+    before = out.read_bytes()
+    calls = []
+
+    def failing_write(self, data):
+        calls.append(len(data))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sf.SoundFile, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_audio_file(out, np.ones((200_000, 2), "f4") * 0.5, 16000)
+    assert calls and out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]

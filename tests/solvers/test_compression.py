@@ -153,6 +153,18 @@ def test_export_round_trip_matches_the_solver_reconstruction(demo, package, tmp_
     assert torch.allclose(torch.from_numpy(got), expected, atol=2 / 32768)
 
 
+def test_codec_decode_names_an_unknown_output_extension(demo, package, tmp_path, capsys):
+    source = next((demo[2] / "data" / "evaluate").glob("*.flac"))
+    codes = tmp_path / "codes.th"
+    assert main(["codec", "encode", str(source), "-o", str(codes), "--model", str(package)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "decoded.xyz"
+    assert main(["codec", "decode", str(codes), "-o", str(out), "--model", str(package)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no audio format for '.xyz'" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["codes.th"]
+
+
 def test_codec_refuses_codes_of_another_model(package, tmp_path, capsys):
     codes = tmp_path / "bad.th"
     torch.save({"format": "audioflow-codes-v1", "signature": "00000000"}, codes)

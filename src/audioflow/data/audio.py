@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -24,6 +27,54 @@ def read_frames(path: str, start: int = 0, frames: int = -1) -> np.ndarray:
     """
     data, _ = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
     return np.ascontiguousarray(data.T)  # (T, C) -> (C, T)
+
+
+# Frames per libsndfile write call: libvorbis allocates its analysis buffer on the stack
+# for each call, and one call with a few minutes of audio overflows it (a segfault).
+_WRITE_BLOCK = 1 << 16
+
+
+def write_audio_file(
+    path: str | Path, data: np.ndarray, sample_rate: int, subtype: str | None = None
+) -> Path:
+    """Write (T, C) audio in the format its extension names, atomically and in blocks.
+
+    Args:
+        path: destination; ``.wav``, ``.flac``, ``.ogg``, ``.mp3``... (libsndfile formats).
+        data: float samples in [-1, 1], shape (T, C) or (T,).
+        sample_rate: in Hz.
+        subtype: e.g. ``PCM_16``; default: the format's default.
+
+    Returns:
+        The path written. On any error the destination is left as it was.
+
+    Raises:
+        ValueError: the extension or subtype names nothing libsndfile writes.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = path.suffix[1:].upper()
+    if fmt not in sf.available_formats():
+        known = " ".join(f".{f.lower()}" for f in ("wav", "flac", "ogg", "mp3", "aiff"))
+        raise ValueError(f"{path}: no audio format for '{path.suffix}'; use one of {known}")
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise ValueError(f"{path}: {fmt} cannot hold {subtype} samples")
+    data = np.asarray(data)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt) as out:
+            for start in range(0, len(data), _WRITE_BLOCK):
+                out.write(data[start : start + _WRITE_BLOCK])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
 
 
 def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:

@@ -12,16 +12,15 @@ import os
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
+
+from audioflow.data.audio import write_audio_file
 
 
 def write_audio(path: Path, wav: torch.Tensor, sample_rate: int) -> Path:
     """Write (C, T) audio as 16-bit WAV, clipped to [-1, 1]."""
     data = wav.detach().float().clamp(-1, 1).cpu().numpy().T  # (T, C)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, data, sample_rate, subtype="PCM_16")
-    return path
+    return write_audio_file(path, data, sample_rate, subtype="PCM_16")
 
 
 def write_spectrogram(path: Path, wav: torch.Tensor, sample_rate: int, title: str) -> Path:

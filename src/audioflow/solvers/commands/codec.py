@@ -84,8 +84,9 @@ def encode(args) -> int:
 
 
 def decode(args) -> int:
-    import soundfile as sf
     import torch
+
+    from audioflow.data.audio import write_audio_file
 
     try:
         payload = torch.load(args.input, map_location="cpu", weights_only=True)
@@ -101,8 +102,10 @@ def decode(args) -> int:
         )
     codes = payload["codes"].long().to(args.device)
     wav = model.decode(codes, payload["length"])[0].cpu()  # (C, T)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(args.output, wav.clamp(-1, 1).T.numpy(), model.sample_rate)
+    try:
+        write_audio_file(args.output, wav.clamp(-1, 1).T.numpy(), model.sample_rate)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     print(f"{args.output}: {wav.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
     return 0
 
