@@ -1,5 +1,6 @@
 """2 processes (torchrun, gloo) and 1 process with the same global batch train the same weights."""
 
+import json
 import subprocess
 import sys
 
@@ -34,3 +35,34 @@ def test_two_processes_match_one_process(make_solver, user_dir, tmp_path):
             torch.testing.assert_close(two[name][key], value, rtol=1e-5, atol=1e-7)
     for key, value in one["ema"]["state"]["model"].items():
         torch.testing.assert_close(two["ema"]["state"]["model"][key], value, rtol=1e-5, atol=1e-7)
+
+
+def _run_two(user_dir, root, **env):
+    cmd = [sys.executable, "-m", "audioflow.cli", "run", "-d", "2", "solver=my_solver"]
+    cmd += ["optim.epochs=1", "checkpoint.save_every_updates=1", "--config-dir", str(user_dir)]
+    return subprocess.run(
+        cmd, env=subprocess_env(root, **env), capture_output=True, text=True, timeout=300
+    )
+
+
+def test_two_processes_killed_mid_epoch_resume_each_rank_exactly(user_dir, tmp_path):
+    """Ranks see other batches, so each must get its own running train means back."""
+    reference = _run_two(user_dir, tmp_path / "ref")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    killed = _run_two(user_dir, tmp_path / "killed", MY_SOLVER_KILL_AT="4")
+    assert killed.returncode != 0
+    (folder,) = (tmp_path / "killed" / "xps").iterdir()
+    assert checkpoint.load(folder / "checkpoint.th")["updates_done"] == 3
+    resumed = _run_two(user_dir, tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (ref_folder,) = (tmp_path / "ref" / "xps").iterdir()
+    a = checkpoint.load(ref_folder / "checkpoint.th")
+    b = checkpoint.load(folder / "checkpoint.th")
+    ranks = [r["train_metrics"]["counts"]["loss"] for r in a["per_rank"]]
+    assert ranks == [5, 5]
+    assert json.loads((ref_folder / "history.json").read_text()) == json.loads(
+        (folder / "history.json").read_text()
+    )
+    assert a["history"] == b["history"]
+    for key, value in a["state"]["model"].items():
+        assert torch.equal(b["state"]["model"][key], value), key

@@ -93,6 +93,15 @@ def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in zip(keys, values.tolist())}
 
 
+def all_gather_objects(obj) -> list:
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` when not distributed)."""
+    if not is_distributed():
+        return [obj]
+    box = [None] * world_size()
+    dist.all_gather_object(box, obj)
+    return box
+
+
 def broadcast_object(obj):
     """Rank 0's ``obj`` on every rank."""
     if not is_distributed():

@@ -66,8 +66,8 @@ class StateMixin:
         # deepcopy: the live tensors keep training, the snapshot must not move with them
         return {n: copy.deepcopy(self._get(n).state_dict()) for n in self._best_names}
 
-    def _payload(self, kind: str = "checkpoint") -> dict:
-        return {
+    def _payload(self, kind: str = "checkpoint", per_rank: list | None = None) -> dict:
+        payload = {
             "kind": kind,
             "sig": self.xp.sig,
             "epoch": self.epoch,
@@ -81,6 +81,14 @@ class StateMixin:
             "nonfinite": self._nonfinite,
             "rng": rng.get_state(),
         }
+        if per_rank is not None and len(per_rank) > 1:
+            # Each rank's own running train means and RNG streams (ranks see other batches,
+            # and may draw other amounts of random numbers): a resumed rank continues its own.
+            payload["per_rank"] = per_rank
+        return payload
+
+    def _rank_state(self) -> dict:
+        return {"train_metrics": self._train_avg.state_dict(), "rng": rng.get_state()}
 
     def _load_payload(self, payload: dict, restore_rng: bool = True) -> None:
         self.load_state_dict(payload["state"])
@@ -95,17 +103,22 @@ class StateMixin:
             best["epoch"],
         )
         self.history = list(payload["history"])
-        self._train_avg.load_state_dict(payload["train_metrics"], self.device)
+        mine = payload
+        per_rank = payload.get("per_rank")
+        if per_rank and len(per_rank) == self.world_size:
+            mine = per_rank[self.rank]  # same world size: this rank's own state
+        self._train_avg.load_state_dict(mine["train_metrics"], self.device)
         self._nonfinite = int(payload["nonfinite"])
         if restore_rng:
-            rng.set_state(payload["rng"])
+            rng.set_state(mine["rng"])
 
     # -- saving ------------------------------------------------------------------------
     def save_checkpoint(self, epoch_file: bool = False) -> None:
         """Write ``checkpoint.th`` (and ``checkpoint_<epoch>.th``) on rank 0, atomically."""
+        per_rank = distrib.all_gather_objects(self._rank_state()) if self.world_size > 1 else None
         if self.is_rank_zero:
             t0 = self._clock()
-            payload = self._payload()
+            payload = self._payload(per_rank=per_rank)
             if epoch_file:
                 checkpoint.save(payload, checkpoint.epoch_path(self.folder, self.epoch))
             checkpoint.save(payload, self.folder / checkpoint.LATEST)
