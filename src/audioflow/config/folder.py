@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,8 @@ from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
+
+from audioflow import atomic
 
 from .composition import compose_parts
 from .errors import ConfigError, DriftError
@@ -38,23 +39,6 @@ OVERRIDES_FILE = "overrides.json"
 DELTA_FILE = "delta.json"
 DRIFT_FILE = "drift.json"
 MUTEX_FILE = ".config.lock"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never
-    a truncated one (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _dump_config(resolved: dict) -> str:
@@ -111,7 +95,7 @@ def _record_drift(folder: Path, changes: dict, overrides: list[str]) -> None:
             "new": {key: new for key, (_, new) in changes.items()},
         }
     )
-    atomic_write_text(path, json.dumps(records, indent=2, default=str) + "\n")
+    atomic.write_text(path, json.dumps(records, indent=2, default=str) + "\n")
 
 
 @contextmanager
@@ -141,9 +125,9 @@ def _store(
     text = _dump_config(resolved)
     if not config_path.exists():
         if not (folder / OVERRIDES_FILE).exists():
-            atomic_write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
-        atomic_write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
-        atomic_write_text(config_path, text)  # last: its presence means the folder is complete
+            atomic.write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+        atomic.write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
+        atomic.write_text(config_path, text)  # last: its presence means the folder is complete
         return
     stored_text = config_path.read_text()
     try:
@@ -161,7 +145,7 @@ def _store(
         _record_drift(folder, changes, overrides)
     if text != stored_text:
         # Excluded keys (device, logging, ...) describe the latest run: keep them current.
-        atomic_write_text(config_path, text)
+        atomic.write_text(config_path, text)
 
 
 def xp_folder(sig: str) -> Path:

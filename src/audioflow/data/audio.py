@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
+
+from audioflow import atomic
 
 
 def read_frames(path: str, start: int = 0, frames: int = -1) -> np.ndarray:
@@ -62,18 +62,12 @@ def write_audio_file(
         raise ValueError(f"{path}: {fmt} cannot hold {subtype} samples")
     data = np.asarray(data)
     channels = 1 if data.ndim == 1 else data.shape[1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt) as out:
-            for start in range(0, len(data), _WRITE_BLOCK):
-                out.write(data[start : start + _WRITE_BLOCK])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with (
+        atomic.replacing(path) as tmp,
+        sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt) as out,
+    ):
+        for start in range(0, len(data), _WRITE_BLOCK):
+            out.write(data[start : start + _WRITE_BLOCK])
     return path
 
 

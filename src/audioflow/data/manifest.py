@@ -9,17 +9,18 @@ gives a byte-identical file that DVC and the workflow see as unchanged.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from audioflow import atomic
 from audioflow.data import scan_state
 from audioflow.data.probe import CORE_KEYS, probe_chunk, read_sidecars
 from audioflow.data.scan import DEFAULT_INCLUDE, FoundFile, walk_audio
@@ -80,32 +81,20 @@ def write_jsonl(path: str | Path, rows: list[dict], relative_key: str | None = "
         relative_key: key holding a path to store relative to the file's folder.
     """
     path = Path(path).absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
     folder = str(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            # filename="" and mtime=0 keep the gzip header free of the temp name and the clock.
-            out = (
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6)
-                if path.suffix == ".gz"
-                else raw
-            )
-            lines = []
-            for row in rows:
-                if relative_key and relative_key in row:
-                    row = {**row, relative_key: _relative_to(row[relative_key], folder)}
-                lines.append(_encode(row))
-            out.write(("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))
-            if out is not raw:
-                out.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    lines = []
+    for row in rows:
+        if relative_key and relative_key in row:
+            row = {**row, relative_key: _relative_to(row[relative_key], folder)}
+        lines.append(_encode(row))
+    data = ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
+    if path.suffix == ".gz":
+        # filename="" and mtime=0 keep the gzip header free of the temp name and the clock.
+        buffer = io.BytesIO()
+        with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as gz:
+            gz.write(data)
+        data = buffer.getvalue()
+    atomic.write_bytes(path, data)
 
 
 def read_manifest(path: str | Path) -> list[dict]:

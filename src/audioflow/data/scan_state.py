@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from audioflow import atomic
 from audioflow.data.scan import FoundFile
 
 _VERSION = 1
@@ -131,18 +132,10 @@ def record(output: Path, rejects: Path, seen: Fingerprint, entries: int) -> None
         "manifest": _stamp(output),
         "rejects": _stamp(rejects),
     }
-    path = state_path(output)
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.replace(tmp, path)
+        atomic.write_text(state_path(output), json.dumps(state), fsync=False)
     except OSError:
-        # A read-only cache only costs the shortcut.
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        pass  # a read-only cache only costs the shortcut
 
 
 def forget(output: Path) -> None:

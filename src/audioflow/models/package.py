@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import OmegaConf
 
+from audioflow import atomic
 from audioflow.models.builders import build_compression_model
 from audioflow.models.encodec import EncodecModel
 
@@ -54,7 +54,8 @@ def write_package(
     if dest.exists() and not overwrite:
         raise PackageError(f"{dest} already exists; choose another -o folder or pass --force")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    # umask's mode, not mkdtemp's 0700: a published package is read by the whole team
+    tmp = atomic.temp_folder_beside(dest)
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
         torch.save(tensors, tmp / "model.th")

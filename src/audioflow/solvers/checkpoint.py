@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from audioflow import atomic
+
 FORMAT = "audioflow.checkpoint"
 VERSION = 1
 LATEST = "checkpoint.th"
@@ -51,18 +53,9 @@ def _fsync_dir(folder: Path) -> None:
 
 def _write_atomic(path: Path, write) -> None:
     """Write through a temp file, fsync and rename: a reader or a crash never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with atomic.replacing(path) as tmp, open(tmp, "xb") as f:
+        write(f)
+    _fsync_dir(Path(path).parent)
 
 
 def save(payload: dict, path: Path) -> None:

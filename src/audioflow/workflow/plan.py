@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from audioflow import atomic
 
 from .epochs import chunk_ends, every_epochs
 from .xps import XPSpec
@@ -120,14 +120,6 @@ def _key(overrides: Sequence[str], config_dir: str | None) -> str:
     return json.dumps([config_dir, list(overrides)])
 
 
-def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def resolve_plans(
     specs: Sequence[XPSpec],
     *,
@@ -162,7 +154,7 @@ def resolve_plans(
         for spec, facts in zip(missing, resolver([s.overrides for s in missing], config_dir)):
             cached[_key(spec.overrides, config_dir)] = facts
         if cache_file is not None:
-            _write_atomic(cache_file, {"fingerprint": stamp, "plans": cached})
+            atomic.write_text(cache_file, json.dumps({"fingerprint": stamp, "plans": cached}))
     plans = []
     for spec in specs:
         facts = cached[_key(spec.overrides, config_dir)]

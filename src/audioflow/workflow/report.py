@@ -12,10 +12,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from audioflow import atomic
 
 
 def final_metrics(history: list[dict]) -> dict:
@@ -45,14 +45,6 @@ def history_rows(history: list[dict]) -> tuple[list[str], list[dict]]:
     return columns, rows
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(xp_folder: Path, metrics_path: Path, history_path: Path) -> None:
     """Write the metrics JSON and history CSV of the XP in ``xp_folder``.
 
@@ -70,8 +62,8 @@ def write_report(xp_folder: Path, metrics_path: Path, history_path: Path) -> Non
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(Path(metrics_path), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    _write_atomic(Path(history_path), buffer.getvalue())
+    atomic.write_text(metrics_path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic.write_text(history_path, buffer.getvalue())
 
 
 def main(argv: list[str] | None = None) -> int:

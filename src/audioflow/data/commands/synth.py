@@ -14,7 +14,6 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -31,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from audioflow import atomic
     from audioflow.data import scan_state
     from audioflow.data.manifest import build_manifest
     from audioflow.data.synth import write_corpus
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = atomic.temp_folder_beside(out)  # umask's mode, not mkdtemp's 0700
     try:
         write_corpus(tmp, args.n, args.seed)
         if not args.no_manifest:
