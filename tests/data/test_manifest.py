@@ -217,3 +217,34 @@ def test_progress_bar_only_when_asked_or_on_a_terminal(corpus, tmp_path, capfd):
     assert "file" not in capfd.readouterr().err
     build_manifest([corpus], tmp_path / "b.jsonl.gz", workers=1, progress=True)
     assert f"{len(FORMATS) + len(BROKEN)}/{len(FORMATS) + len(BROKEN)}" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF", "AU", "W64", "RF64"])
+def test_pcm_containers_cut_short_are_rejected(tmp_path, fmt):
+    path = tmp_path / f"cut.{fmt.lower()}"
+    whole = tmp_path / f"whole.{fmt.lower()}"
+    sf.write(whole, np.zeros((48000, 1), "f4"), 16000, format=fmt, subtype="PCM_16")
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 10])
+    whole.unlink()
+    sf.write(tmp_path / "good.wav", np.zeros(1600, "f4"), 16000)
+    report = build_manifest([tmp_path], tmp_path / "m.jsonl.gz", workers=1)
+    assert report.entries == 1
+    ((_, reason),) = report.rejects
+    assert reason.startswith("truncated: header declares") and "file has" in reason
+
+
+def test_streamed_wav_with_placeholder_sizes_is_read(tmp_path):
+    """ffmpeg writing to a pipe cannot go back to fill in the sizes: it leaves 0xFFFFFFFF."""
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, np.zeros(32000, "f4"), 16000, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    data[4:8] = b"\xff\xff\xff\xff"
+    at = data.find(b"data")
+    data[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(bytes(data))
+    whole.unlink()
+    out = tmp_path / "m.jsonl.gz"
+    report = build_manifest([streamed], out, workers=1)
+    assert report.rejects == []
+    assert read_manifest(out)[0]["frames"] == 32000

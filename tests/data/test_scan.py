@@ -74,3 +74,13 @@ def test_overlapping_roots_and_single_files_give_each_file_once(tmp_path):
 def test_missing_root_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere: no such file or folder"):
         walk_audio([tmp_path / "nowhere"])
+
+
+def test_exclude_by_folder_name_or_by_relative_path(tmp_path):
+    for rel in ["noisy/a.wav", "spk1/noisy/b.wav", "spk2/noisy/c.wav", "spk1/clean/d.wav"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    names = {Path(f.path).name for f in walk_audio([tmp_path], exclude=["noisy"])}
+    assert names == {"d.wav"}  # every folder named noisy, at any depth
+    names = {Path(f.path).name for f in walk_audio([tmp_path], exclude=["spk1/noisy"])}
+    assert names == {"a.wav", "c.wav", "d.wav"}  # only that one

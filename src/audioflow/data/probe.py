@@ -1,9 +1,9 @@
 """Probe one audio file: header fields from libsndfile, sidecar metadata, or a reject reason.
 
-Probing reads headers only. A truncated PCM file (WAV, AIFF, ...) is caught from the
-header alone: libsndfile logs a data chunk larger than the file. A compressed file (FLAC,
-Ogg, MP3) cut short keeps a valid header; the optional tail check seeks to its last frame,
-which fails or comes back empty then (a few hundred microseconds per file).
+Probing reads headers only. A truncated PCM file (WAV, AIFF, AU, W64, RF64) is caught
+from the header alone: libsndfile logs a declared size larger than the file. A compressed
+file (FLAC, Ogg, MP3) cut short keeps a valid header; the optional tail check seeks to its
+last frame, which fails or comes back empty then (a few hundred microseconds per file).
 """
 
 from __future__ import annotations
@@ -23,12 +23,32 @@ CORE_KEYS = (
 # Formats that store a frame count in the header; a truncated body is caught by a
 # one-frame read at the end instead of the data-chunk size check of PCM containers.
 _COMPRESSED_FORMATS = {"FLAC", "OGG", "MP3", "MPEG"}
-_DATA_CHUNK_SHORT = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
+# libsndfile logs "<size field> : <declared> (should be <what the file holds>)" when a PCM
+# container's header promises more bytes than the file has: the whole-file chunk
+# (RIFF/RIFX/riff/FORM, RF64's "Riff size") or the audio chunk (WAV data, AIFF SSND, AU
+# "Data Size"). Other fields' "should be" lines say nothing about truncation.
+_SIZE_SHORT = re.compile(
+    r"^\s*(RIFF|RIFX|riff|FORM|Riff size|data|SSND|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)",
+    re.MULTILINE,
+)
+# Streaming writers (ffmpeg to a pipe, some recorders) cannot seek back to fill in the sizes
+# and leave these placeholders; libsndfile then reads the data that is there.
+_SIZE_PLACEHOLDER = 0x7FFFF000
 # First bytes of the containers libsndfile reads; tells "truncated audio" from "not audio".
 _MAGIC = {
     b"RIFF": "WAV", b"RIFX": "WAV", b"RF64": "RF64", b"fLaC": "FLAC", b"OggS": "OGG",
     b"ID3": "MP3", b"FORM": "AIFF", b".snd": "AU", b"caff": "CAF", b"riff": "W64",
 }  # fmt: skip
+
+
+def _truncation(log: str) -> str | None:
+    """The reject reason if libsndfile's header log shows a PCM file cut short."""
+    for field, declared, held in _SIZE_SHORT.findall(log):
+        declared, held = int(declared), int(held)
+        # One byte of slack: writers often leave out the pad byte of an odd-sized chunk.
+        if held + 1 < declared < _SIZE_PLACEHOLDER:
+            return f"truncated: header declares {declared} bytes ({field}), file has {held}"
+    return None
 
 
 def _container_of(path: str) -> str | None:
@@ -121,10 +141,9 @@ def probe_file(found: FoundFile, check_tail: bool = False) -> tuple[dict | None,
                     if len(snd.read(1, dtype="float32")) != 1:
                         return None, f"truncated: the last of {frames} declared frames is missing"
             else:
-                short = _DATA_CHUNK_SHORT.search(snd.extra_info)
+                short = _truncation(snd.extra_info)
                 if short:
-                    declared, held = short.groups()
-                    return None, f"truncated: data chunk declares {declared} bytes, file has {held}"
+                    return None, short
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
         if isinstance(err, sf.LibsndfileError) and "Error opening" in str(err):
             return None, _open_error_reason(path, found.size, err)
