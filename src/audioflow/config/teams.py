@@ -86,7 +86,33 @@ def _load_team(path: Path) -> dict:
     clusters = data.get("clusters") if isinstance(data, dict) else None
     if not isinstance(clusters, dict) or not clusters:
         raise ConfigError(f"{path}: needs a `clusters:` mapping of cluster name -> entry")
+    for name, entry in clusters.items():
+        _check_entry(path, name, entry)
     return clusters
+
+
+def _check_entry(path: Path, name: Any, entry: Any) -> None:
+    # The entries are merged into dicts of defaults: any other type would surface later as
+    # a TypeError traceback far from the file that holds the mistake.
+    if entry is not None and not isinstance(entry, dict):
+        raise ConfigError(
+            f"{path}: clusters.{name} must be a mapping of settings (xp_root: ..., "
+            f"reference_dir: ...), not {type(entry).__name__}; fix it"
+        )
+    for key in ("kubernetes", "dataset_mappings"):
+        value = (entry or {}).get(key)
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(
+                f"{path}: clusters.{name}.{key} must be a mapping, not "
+                f"{type(value).__name__}; fix it"
+            )
+    for key in ("xp_root", "reference_dir"):
+        value = (entry or {}).get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"{path}: clusters.{name}.{key} must be a folder path, not "
+                f"{type(value).__name__}; fix it"
+            )
 
 
 def _absolute(value: str | os.PathLike) -> Path:
