@@ -8,6 +8,7 @@ in DDP or rebuilt later is still found (DDP wrappers are looked through).
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -158,12 +159,20 @@ class StateMixin:
             )
         else:
             value = float(metrics[name])
+        if value is not None and not math.isfinite(value):
+            # every comparison with NaN is False: taken as best, it would lock the best state
+            self.logger.warning(
+                "epoch %d: valid %s=%s is not finite; it cannot become the best state",
+                self.epoch,
+                name,
+                value,
+            )
+            return False
+        best = self.best_value
+        if best is not None and not math.isfinite(best):
+            best = None  # a non-finite best (saved before this check existed): no best yet
         lower = bool(self.cfg.best.lower_is_better) if "best" in self.cfg else True
-        better = (
-            self.best_value is None
-            or value is None
-            or (value < self.best_value if lower else value > self.best_value)
-        )
+        better = best is None or value is None or (value < best if lower else value > best)
         if better:
             self.best_state, self.best_value, self.best_epoch = (
                 self._best_snapshot(),
