@@ -94,6 +94,19 @@ def test_clear_yes_and_running_refused(capsys, cfg_dir):
     assert not a.folder.exists() and b.folder.exists()
 
 
+def test_clear_takes_a_signature_never_a_path(capsys, cfg_dir, tmp_path):
+    xp = get_xp(["arch=large"], cfg_dir)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("precious: true\n")
+    for target in (str(victim), f"../{xp.sig}", "xyz"):
+        code, _, err = run(capsys, "clear", target, "--yes")
+        assert code == 2 and f"'{target}' is not a signature" in err
+    assert sorted(p.name for p in victim.iterdir()) == ["config.yaml"]
+    code, out, _ = run(capsys, "clear", f"{xp.sig}/", "--yes")  # as shell completion types it
+    assert code == 0 and not xp.folder.exists()
+
+
 @pytest.mark.parametrize("command", ["sig", "info", "ls", "clear"])
 def test_help(capsys, command):
     with pytest.raises(SystemExit) as info:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .errors import ConfigError
 from .teams import BUILTIN_CONFIG_DIR
 from .validate import check_group_override, check_leaf_override
+from .values import check_values
 
 PRIMARY_CONFIG = "config"
 # Folders of config/ that hold files for other tools, not Hydra config groups.
@@ -289,6 +290,9 @@ def compose_parts(
         ConfigLoaderImpl._apply_overrides_to_config(checked.leaf_ovs, cfg)
     except Exception as exc:
         raise ConfigError(f"applying overrides failed: {_one_line(exc)}") from exc
+    problems = check_values(cfg)
+    if problems:
+        raise ConfigError(problems)
     return Composed(cfg=cfg, base=checked.base, groups=checked.groups)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ OVERRIDES_FILE = "overrides.json"
 DELTA_FILE = "delta.json"
 DRIFT_FILE = "drift.json"
 MUTEX_FILE = ".config.lock"
+_SIG = re.compile(r"[0-9a-f]{8}")
 
 
 def _dump_config(resolved: dict) -> str:
@@ -119,8 +121,12 @@ def _store(
     resolved: dict,
     patterns: list[str],
     accept_drift: bool,
-) -> None:
-    """Create the folder's files, or check the stored config against ``resolved``."""
+) -> bool:
+    """Create the folder's files, or check the stored config against ``resolved``.
+
+    Returns:
+        True when the folder's config was written now (a new XP).
+    """
     config_path = folder / CONFIG_FILE
     text = _dump_config(resolved)
     if not config_path.exists():
@@ -128,7 +134,7 @@ def _store(
             atomic.write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
         atomic.write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
         atomic.write_text(config_path, text)  # last: its presence means the folder is complete
-        return
+        return True
     stored_text = config_path.read_text()
     try:
         stored = yaml.safe_load(stored_text) or {}
@@ -146,6 +152,7 @@ def _store(
     if text != stored_text:
         # Excluded keys (device, logging, ...) describe the latest run: keep them current.
         atomic.write_text(config_path, text)
+    return False
 
 
 def xp_folder(sig: str) -> Path:
@@ -181,8 +188,12 @@ def get_xp(
     folder = xp_folder(sig)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_mutex(folder):
-        _store(folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift)
-    return XP(sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta)
+        created = _store(
+            folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift
+        )
+    return XP(
+        sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta, created=created
+    )
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -197,9 +208,16 @@ def _read_json(path: Path, default: Any) -> Any:
 def xp_from_sig(sig: str) -> XP:
     """Open the existing XP folder of a signature, with its stored config.
 
+    Args:
+        sig: 8 hex characters (a trailing ``/``, as shell completion adds, is ignored).
+
     Raises:
-        ConfigError: no XP folder with that signature under the current XP root.
+        ConfigError: not a signature, or no XP folder with it under the current XP root.
     """
+    sig = sig.rstrip("/")
+    # A path or "../x" must never reach the folder name: clear would act outside the root.
+    if not _SIG.fullmatch(sig):
+        raise ConfigError(f"'{sig}' is not a signature (8 hex characters, as `audioflow ls` shows)")
     folder = xp_folder(sig)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():

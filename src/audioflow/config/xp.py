@@ -24,6 +24,7 @@ class XP:
         cfg: the fully composed config (an omegaconf DictConfig).
         folder: ``<xp_root>/xps/<sig>``.
         delta: the (key, value) pairs that make up the signature.
+        created: the call that returned this XP created its folder.
     """
 
     sig: str
@@ -31,6 +32,7 @@ class XP:
     cfg: Any
     folder: Path
     delta: list[tuple[str, Any]] = field(default_factory=list)
+    created: bool = False
 
 
 _current: XP | None = None

@@ -44,7 +44,8 @@ def main(args: argparse.Namespace) -> int:
     status = 0
     for sig in args.sigs:
         try:
-            folder = xp_from_sig(sig).folder
+            xp = xp_from_sig(sig)
+            sig, folder = xp.sig, xp.folder  # "1a2b3c4d/" as completion types it: 1a2b3c4d
             if held_locks(folder):
                 raise XPLockedError(
                     f"XP {sig} is running ({', '.join(held_locks(folder))} lock held); "

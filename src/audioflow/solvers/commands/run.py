@@ -102,17 +102,44 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from audioflow.config import get_xp
+    from audioflow.config.errors import ConfigError
     from audioflow.config.lock import xp_lock
     from audioflow.config.xp import set_current_xp
 
     xp = get_xp(args.overrides, config_dir=args.config_dir, accept_drift=args.accept_drift)
+    epochs = int(xp.cfg.optim.epochs)
+    if args.epoch is not None and args.epoch > epochs:
+        _forget_new_xp(xp)
+        return _error(f"--epoch {args.epoch}: this XP has optim.epochs={epochs}", 2)
     rank = int(os.environ.get("RANK", "0"))
     set_current_xp(xp)
     lock_name = "train" if args.stage in (None, "train") else args.stage
     # one process per XP run holds the OS lock: rank 0 (flock is per open file)
     lock = xp_lock(xp.folder, lock_name) if rank == 0 else _nolock()
     with lock:
-        return _solve(xp, args)
+        try:
+            return _solve(xp, args)
+        except ConfigError:
+            if rank == 0:
+                _forget_new_xp(xp)
+            raise
+
+
+# What a new XP's folder holds before its first stage writes anything.
+_NEW_XP_FILES = {"config.yaml", "overrides.json", "delta.json", ".config.lock", "locks"}
+
+
+def _forget_new_xp(xp) -> None:
+    """Remove the folder this run created for an XP whose config the solver refused, so
+    that `audioflow ls` does not list an XP that never ran; anything else is kept."""
+    import shutil
+
+    if not xp.created:
+        return
+    names = {p.name for p in xp.folder.iterdir()}
+    logs = {n for n in names if n.startswith("solver") and n.endswith(".log")}
+    if names - logs <= _NEW_XP_FILES:
+        shutil.rmtree(xp.folder, ignore_errors=True)
 
 
 def _nolock():

@@ -1,0 +1,41 @@
+"""Range checks of the composed config's core values, before anything is signed or written.
+
+Types are checked per override (``validate``); these are the values a type check lets
+through but no run can use: an XP of ``optim.epochs=0`` would be "done" without
+training, ``device=tpu`` would fail only once the solver starts. Keys a user config does
+not have are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+
+from omegaconf import DictConfig, OmegaConf
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+# What torch.device accepts for the accelerators audioflow runs on.
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
+_AT_LEAST_ONE = ("optim.epochs", "optim.updates_per_epoch", "dataset.batch_size")
+
+
+def check_values(cfg: DictConfig) -> list[str]:
+    """One line per value out of range (empty when all is well)."""
+    problems = []
+    for key in _AT_LEAST_ONE:
+        value = _select(cfg, key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            problems.append(f"{key}={value}: must be at least 1")
+    precision = _select(cfg, "optim.precision")
+    if precision is not None and precision not in PRECISIONS:
+        problems.append(f"optim.precision={precision}: use one of {', '.join(PRECISIONS)}")
+    device = _select(cfg, "device")
+    if device is not None and not (isinstance(device, str) and _DEVICE.fullmatch(device)):
+        problems.append(f"device={device}: use cpu, cuda, cuda:N or mps")
+    return problems
+
+
+def _select(cfg: DictConfig, key: str):
+    try:
+        return OmegaConf.select(cfg, key, default=None)
+    except Exception:  # noqa: BLE001 - an interpolation error is reported by the resolver
+        return None
