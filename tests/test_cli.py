@@ -2,6 +2,9 @@
 
 import subprocess
 import sys
+import time
+
+import pytest
 
 from audioflow.cli import COMMANDS, main
 
@@ -61,3 +64,41 @@ def test_light_commands_do_not_import_torch(tmp_path):
         "assert main(['ls']) == 0"
     )
     assert _heavy_modules(body, tmp_path) == "heavy: []"
+
+
+def _audioflow(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "audioflow.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(15, 143, "terminated"), (2, 130, "interrupted")]
+)
+def test_a_stopped_command_says_so_and_leaves_no_temporary_files(tmp_path, signum, code, word):
+    out = tmp_path / "corpus"
+    proc = _audioflow("synth", str(out), "--n", "5000", "--seed", "0")
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".corpus.*")):  # the corpus is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.strip() == f"audioflow synth: {word}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unusable_output_path_is_named_in_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    proc = _audioflow("synth", str(blocker / "corpus"), "--n", "2")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.count("\n") == 1 and str(blocker) in err and "Traceback" not in err
+    assert blocker.read_text() == "not a folder\n"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "sig": ("audioflow.config.commands.sig", "print the signature of an XP"),
@@ -47,6 +49,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is so that cleanups (temporary files) run."""
+
+
+def _terminate(signum, _frame):
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--"]:  # launchers separate the command from torchrun's options
@@ -56,7 +66,29 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return 2
-    return int(args._main(args) or 0)
+    name = f"audioflow {args.command}"
+    # SIGTERM's default kills at once: no `finally` runs, so a stopped command would leave
+    # its temporary files and folders behind. Commands that forward or handle signals
+    # themselves (launchers, `run -d N`) install their own handlers over this one.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return int(args._main(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"{name}: terminated", file=sys.stderr)
+        return 143
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A path the command cannot create, read or write: name it, no traceback.
+        print(f"{name}: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
