@@ -48,6 +48,10 @@ class LoopMixin:
         # would take any epoch for the best.
         self._load_best_file()
         epochs = self.settings.epochs
+        done_through = self.epoch if self._epoch_done else self.epoch - 1
+        for entry in self.history:  # a kill between an epoch's checkpoint and its marker
+            if "train" in entry and entry["epoch"] <= done_through:
+                self._ensure_train_marker(entry["epoch"])
         first = self.epoch + 1 if self._epoch_done else self.epoch
         if self.epoch >= 1 and history.read_marker(self.folder, "valid", self.epoch) is None:
             first = self.epoch  # trained by a stage run, not validated yet: finish that epoch
@@ -115,13 +119,7 @@ class LoopMixin:
         done_through = self.epoch if self._epoch_done else self.epoch - 1
         if done_through >= epoch:
             self.logger.info("train through epoch %d: already done", epoch)
-            marker = history.read_marker(self.folder, "train", epoch)
-            if marker is None:  # killed between the checkpoint and its marker: write it now
-                entry = next((h for h in self.history if h["epoch"] == epoch), {})
-                marker = entry.get("train", {})
-                if self.is_rank_zero:
-                    history.finish_stage(self.folder, "train", epoch, marker)
-            return marker
+            return self._ensure_train_marker(epoch)
         metrics = {}
         for e in range(max(done_through + 1, 1), epoch + 1):
             if self.epoch != e:
@@ -135,6 +133,21 @@ class LoopMixin:
                 checkpoint.keep_last(self.folder, int(self.cfg.checkpoint.keep_last), self.logger)
         self.tensorboard.close()
         return metrics
+
+    def _ensure_train_marker(self, epoch: int) -> dict:
+        """The train marker of a trained epoch, written from the history when missing.
+
+        The checkpoint that says an epoch is done is written before its marker (the marker
+        tells the workflow checkpoint_<E>.th exists); a kill in between leaves the marker
+        to write on resume, from the metrics the checkpoint's history kept.
+        """
+        marker = history.read_marker(self.folder, "train", epoch)
+        if marker is None:
+            entry = next((h for h in self.history if h["epoch"] == epoch), {})
+            marker = entry.get("train", {})
+            if self.is_rank_zero:
+                history.finish_stage(self.folder, "train", epoch, marker)
+        return marker
 
     def _start_epoch(self, epoch: int) -> None:
         self.epoch = epoch
