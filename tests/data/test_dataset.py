@@ -82,8 +82,11 @@ def test_sampling_weights(durations, weights, on_duration, on_weight, expected):
 def test_bad_weights_and_too_short_files_are_errors():
     with pytest.raises(ValueError, match="negative 'weight'"):
         AudioDataset(_fake([1.0], [-1.0]), sample_rate=16000, channels=1)
-    with pytest.raises(ValueError, match="0.wav: 'weight' must be a number, got 'heavy'"):
-        AudioDataset(_fake([1.0], ["heavy"]), sample_rate=16000, channels=1)
+    for bad in ("heavy", float("nan"), float("inf"), True):
+        with pytest.raises(
+            ValueError, match=f"0.wav: 'weight' must be a finite number, got {bad!r}"
+        ):
+            AudioDataset(_fake([1.0, 1.0], [bad, 1.0]), sample_rate=16000, channels=1)
     with pytest.raises(ValueError, match="lower dataset.segment_duration"):
         AudioDataset(_fake([0.2]), sample_rate=16000, channels=1, segment_duration=1.0)
 

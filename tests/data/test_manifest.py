@@ -248,3 +248,30 @@ def test_streamed_wav_with_placeholder_sizes_is_read(tmp_path):
     report = build_manifest([streamed], out, workers=1)
     assert report.rejects == []
     assert read_manifest(out)[0]["frames"] == 32000
+
+
+def test_a_file_name_that_is_not_utf8_is_a_reject_not_a_stop(tmp_path):
+    root = tmp_path / "audio"
+    root.mkdir()
+    sf.write(root / "good.wav", np.zeros(1600, "f4"), 16000)
+    bad = os.path.join(os.fsencode(root), b"caf\xe9.wav")  # a Latin-1 name
+    with open(bad, "wb") as f:
+        f.write((root / "good.wav").read_bytes())
+    out = tmp_path / "m.jsonl.gz"
+    for _ in range(2):  # the rescan agrees
+        report = build_manifest([root], out, workers=1)
+        assert report.entries == 1
+        ((shown, reason),) = report.rejects
+        assert shown.endswith("caf\\xe9.wav") and reason.startswith("bad name: ")
+    assert "caf\\\\xe9.wav" in default_rejects_path(out).read_text()
+
+
+def test_output_or_rejects_naming_a_folder_is_refused_before_scanning(corpus, tmp_path):
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="taken: is a folder; give the path of the manifest"):
+        build_manifest([corpus], folder, workers=1)
+    with pytest.raises(ValueError, match="is a folder; give the path of the rejects file"):
+        build_manifest([corpus], tmp_path / "m.jsonl.gz", rejects=folder, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert list(folder.iterdir()) == []

@@ -9,6 +9,7 @@ is ignored so valid/evaluate see the very same segments every time.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,16 @@ from audioflow.data.manifest import read_manifest
 
 def _weight(entry: dict) -> float:
     try:
-        return float(entry.get("weight", 1.0))
+        weight = float(entry.get("weight", 1.0))
     except (TypeError, ValueError):
+        weight = math.nan
+    # NaN or infinity would make every draw pick one file, silently.
+    if not math.isfinite(weight) or isinstance(entry.get("weight"), bool):
         raise ValueError(
-            f"{entry['path']}: 'weight' must be a number, got {entry['weight']!r}; "
+            f"{entry['path']}: 'weight' must be a finite number, got {entry['weight']!r}; "
             "fix its sidecar .json and rescan"
-        ) from None
+        )
+    return weight
 
 
 class AudioDataset(torch.utils.data.Dataset):

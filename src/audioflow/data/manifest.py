@@ -199,6 +199,25 @@ def _unchanged_report(output: Path, rejects_file: Path, digest: str) -> Manifest
     )
 
 
+def _split_undecodable(found: list[FoundFile]) -> tuple[list[FoundFile], list[tuple[str, str]]]:
+    """Files whose names are not UTF-8 (Python holds them with surrogates), as rejects.
+
+    libsndfile cannot open them and a UTF-8 manifest cannot hold them; the reject shows the
+    name with the bad bytes escaped (``caf\\xe9.wav``).
+    """
+    if all(f.path.isascii() for f in found):
+        return found, []
+    kept, bad = [], []
+    for f in found:
+        try:
+            f.path.encode("utf-8")
+            kept.append(f)
+        except UnicodeEncodeError:
+            shown = f.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            bad.append((shown, "bad name: the file name is not valid UTF-8; rename the file"))
+    return kept, bad
+
+
 def _default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -246,6 +265,9 @@ def build_manifest(
 
     began = time.perf_counter()
     output = Path(output).absolute()
+    for target, what in ((output, "the manifest"), (rejects, "the rejects file")):
+        if target is not None and Path(target).is_dir():
+            raise ValueError(f"{target}: is a folder; give the path of {what} to write")
     found = walk_audio(roots, DEFAULT_INCLUDE if include is None else include, exclude)
     if not found:
         raise ValueError(
@@ -265,6 +287,7 @@ def build_manifest(
         if shortcut is not None:
             shortcut.seconds = time.perf_counter() - began
             return shortcut
+    found, bad_names = _split_undecodable(found)
     old: dict[str, dict] = {}
     if reuse and previous.exists():
         try:
@@ -311,6 +334,7 @@ def build_manifest(
         else:
             report.rejects.append((path, reason))
     report.rejects.extend(reused_rejects)
+    report.rejects.extend(bad_names)
     report.rejects.sort()
     report.entries = len(entries)
 
