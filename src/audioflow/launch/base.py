@@ -17,10 +17,43 @@ from pathlib import Path
 # (and the Kubernetes podFailurePolicy) fail fast on it instead of burning retries.
 CONFIG_ERROR_EXIT_CODE = 2
 
+# The command-line option that sets each resource of a JobSpec, and its least valid value:
+# torchrun and the Job API take nonsense such as 0 processes or -5 MiB and fail later,
+# far from the option at fault.
+RESOURCE_OPTIONS: dict[str, tuple[str, int]] = {
+    "nodes": ("--nodes", 1),
+    "nproc_per_node": ("--nproc-per-node", 1),
+    "gpus_per_node": ("--gpus", 0),
+    "threads": ("--threads", 1),
+    "mem_mb": ("--mem-mb", 1),
+}
+
 LAUNCHERS: dict[str, str] = {
     "local": "audioflow.launch.local:LocalLauncher",
     "kubernetes": "audioflow.launch.kubernetes:KubernetesLauncher",
 }
+
+
+class JobSpecError(ValueError):
+    """A job that cannot run as described; one line per problem, naming the option at fault.
+
+    Attributes:
+        problems: the individual lines.
+    """
+
+    def __init__(self, problems: str | list[str]):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def resource_problems(**values: int) -> list[str]:
+    """One line per resource value below its least valid value (keys of RESOURCE_OPTIONS)."""
+    problems = []
+    for key, value in values.items():
+        option, least = RESOURCE_OPTIONS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problems.append(f"{option} must be at least {least}, got {value}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -49,16 +82,30 @@ class JobSpec:
     log_path: Path | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self):
+        problems = resource_problems(**{key: getattr(self, key) for key in RESOURCE_OPTIONS})
+        if problems:
+            raise JobSpecError(problems)
+
     def torchrun_args(self, node_rank: str | None = None, master: str | None = None) -> list[str]:
         """The torchrun command line that runs ``args`` on one node.
 
         Single-node jobs use ``--standalone`` (a free local port, no rendezvous server);
         multi-node jobs name the node rank and the master address explicitly.
+
+        Raises:
+            JobSpecError: a multi-node job without ``node_rank`` and ``master``.
         """
         cmd = ["torchrun"]
         if self.nodes == 1 and master is None:
             cmd += ["--standalone"]
         else:
+            # Without both, torchrun gets `--node-rank=None` and dies on a usage message.
+            if node_rank is None or master is None:
+                raise JobSpecError(
+                    f"--nodes {self.nodes}: a multi-node job needs each node's rank and the "
+                    "master address; run it with --launcher kubernetes"
+                )
             cmd += [f"--nnodes={self.nodes}", f"--node-rank={node_rank}"]
             cmd += [f"--master-addr={master}", "--master-port=29500"]
         # `--` keeps torchrun's parser off the job's own options: without it an option

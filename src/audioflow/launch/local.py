@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
-from .base import JobSpec, Launcher
+from .base import JobSpec, JobSpecError, Launcher
 
 
 class LocalLauncher(Launcher):
@@ -18,11 +19,24 @@ class LocalLauncher(Launcher):
     """
 
     def launch(self, job: JobSpec) -> int:
+        """Run the job here; the log file's folder is created if needed.
+
+        Raises:
+            JobSpecError: a multi-node job (this launcher has no other machines to use).
+        """
+        if job.nodes > 1:
+            raise JobSpecError(
+                f"--nodes {job.nodes}: the local launcher runs one node, this machine; "
+                "use --nodes 1, or --launcher kubernetes for a multi-node job"
+            )
         # audioflow's torchrun entry keeps a worker's config-error status (2), which plain
         # torchrun turns into 1, so Snakemake and users see why a stage refused to start.
         cmd = [sys.executable, "-m", "audioflow.launch.torchrun", *job.torchrun_args()[1:]]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", str(job.threads))
+        if job.log_path:
+            # Workflow rules name logs in folders that do not exist yet (logs/<sig>/...).
+            Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
         log = open(job.log_path, "ab") if job.log_path else None  # noqa: SIM115 - closed below
         try:
             proc = subprocess.Popen(cmd, env=env, stdout=log or None, stderr=subprocess.STDOUT)

@@ -37,14 +37,23 @@ def main(args: argparse.Namespace) -> int:
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
 
-    from ..base import CONFIG_ERROR_EXIT_CODE, JobSpec
+    from ..base import CONFIG_ERROR_EXIT_CODE, JobSpec, resource_problems
     from ..k8s_settings import load_settings
     from ..manifests import render_manifests
 
-    for flag, value in (("--nodes", args.nodes), ("--threads", args.threads)):
-        if value < 1:
-            print(f"audioflow k8s render: {flag} must be at least 1, got {value}", file=sys.stderr)
-            return CONFIG_ERROR_EXIT_CODE
+    # Checked before anything is read: a manifest with -1 GPUs or epoch -3 would be
+    # printed with exit 0 and fail only once applied to the cluster.
+    problems = resource_problems(
+        nodes=args.nodes, gpus_per_node=args.gpus, threads=args.threads, mem_mb=args.mem_mb
+    )
+    if args.nproc_per_node is not None:
+        problems += resource_problems(nproc_per_node=args.nproc_per_node)
+    if args.epoch is not None and args.epoch < 1:
+        problems.append(f"epoch must be at least 1, got {args.epoch}")
+    if problems:
+        for line in problems:
+            print(f"audioflow k8s render: {line}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT_CODE
     try:
         xp = xp_from_sig(args.sig)
         settings = load_settings()
@@ -58,11 +67,12 @@ def main(args: argparse.Namespace) -> int:
         labels["epoch"] = str(args.epoch)
     # The workflow's job names (workflow/rules/common.smk), so both name the same Job.
     default_name = f"af-{xp.sig}-{args.stage}-{args.epoch if args.epoch is not None else 'best'}"
+    nproc = args.nproc_per_node if args.nproc_per_node is not None else max(1, args.gpus)
     job = JobSpec(
         name=args.name or default_name,
         args=stage_args,
         nodes=args.nodes,
-        nproc_per_node=args.nproc_per_node or max(1, args.gpus),
+        nproc_per_node=nproc,
         gpus_per_node=args.gpus,
         threads=args.threads,
         mem_mb=args.mem_mb,

@@ -25,37 +25,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then `audioflow` arguments")
 
 
+def _fail(message: str) -> int:
+    print(f"audioflow launch: {message}", file=sys.stderr)
+    return 2
+
+
+def log_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the job's log file, or None (a missing folder is created)."""
+    if path.is_dir():
+        return f"--log {path}: is a folder; name a file"
+    for parent in path.parents:
+        if parent.is_dir():
+            return None
+        if parent.exists():
+            return f"--log {path}: {parent} is a file, not a folder; choose another log path"
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..base import JobSpec, get_launcher
+    from ..base import JobSpec, JobSpecError, get_launcher
 
     rest = args.args[1:] if args.args[:1] == ["--"] else args.args
     if not rest:
-        print(
-            "audioflow launch: give the command after `--`, e.g. -- run --stage train",
-            file=sys.stderr,
-        )
-        return 2
+        return _fail("give the command after `--`, e.g. -- run --stage train")
     labels = {}
     for item in args.label:
         key, sep, value = item.partition("=")
         if not sep:
-            print(f"audioflow launch: --label {item!r} is not KEY=VALUE", file=sys.stderr)
-            return 2
+            return _fail(f"--label {item!r} is not KEY=VALUE")
         labels[key] = value
-    job = JobSpec(
-        name=args.name,
-        args=rest,
-        nodes=args.nodes,
-        nproc_per_node=args.nproc_per_node,
-        gpus_per_node=args.gpus,
-        threads=args.threads,
-        mem_mb=args.mem_mb,
-        log_path=args.log,
-        labels=labels,
-    )
+    problem = log_problem(args.log) if args.log is not None else None
+    if problem:
+        return _fail(problem)
     try:
         launcher = get_launcher(args.launcher)
-    except ValueError as exc:
-        print(f"audioflow launch: {exc}", file=sys.stderr)
+    except ValueError as exc:  # unknown launcher: the message lists the valid ones
+        return _fail(str(exc))
+    try:
+        job = JobSpec(
+            name=args.name,
+            args=rest,
+            nodes=args.nodes,
+            nproc_per_node=args.nproc_per_node,
+            gpus_per_node=args.gpus,
+            threads=args.threads,
+            mem_mb=args.mem_mb,
+            log_path=args.log,
+            labels=labels,
+        )
+        return launcher.launch(job)
+    except JobSpecError as exc:
+        for line in exc.problems:
+            print(f"audioflow launch: {line}", file=sys.stderr)
         return 2
-    return launcher.launch(job)
