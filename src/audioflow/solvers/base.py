@@ -318,7 +318,9 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
                 )
             return
         self._nonfinite = 0
-        if self.ema is not None and self._updates_done % self.settings.ema_every == 0:
+        # the global update index: a per-epoch count would restart the cadence every epoch
+        done = (self.epoch - 1) * self.settings.updates_per_epoch + self._updates_done
+        if self.ema is not None and done % self.settings.ema_every == 0:
             self.ema.step()
 
     def _micro_per_epoch(self) -> int:
