@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 CODES_FORMAT = "audioflow-codes-v1"
+# The codec's convolutions pad themselves, so any non-empty input encodes; an empty one
+# fails deep inside the first convolution.
+MIN_SAMPLES = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +33,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac)")
     for p in (enc, dec):
         p.add_argument("--model", required=True, help="package folder or //reference/NAME")
-        p.add_argument("--device", default="cpu", help="cpu or cuda")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"audioflow codec: {message}", file=sys.stderr)
     return code
+
+
+def device_problem(value: str) -> str | None:
+    """Why ``--device value`` cannot run the codec here, or None."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        return f"--device {value}: not a device; choose cpu, cuda or cuda:N"
+    if device.type == "cpu":
+        return None
+    if device.type != "cuda":
+        return f"--device {value}: not supported; choose cpu, cuda or cuda:N"
+    if not torch.cuda.is_available():
+        return f"--device {value}: no CUDA device here; use --device cpu"
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        return (
+            f"--device {value}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+        )
+    return None
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` cannot receive the output file, or None (missing folders are created)."""
+    if path.is_dir():
+        return f"{path}: is a folder; choose another output"
+    for parent in path.parents:
+        if parent.is_dir():
+            return None
+        if parent.exists():
+            return f"{path}: {parent} is a file, not a folder; choose another output"
+    return None
 
 
 def _load_model(spec: str, device: str):
@@ -54,6 +91,7 @@ def encode(args) -> int:
     import soundfile as sf
     import torch
 
+    from audioflow import atomic
     from audioflow.data.audio import convert_channels, resample
 
     model, meta = _load_model(args.model, args.device)
@@ -63,6 +101,12 @@ def encode(args) -> int:
         return _fail(f"{args.input}: cannot read audio ({exc})")
     wav = torch.from_numpy(data.T.copy())  # (T, C) -> (C, T)
     wav = resample(convert_channels(wav, model.channels), rate, model.sample_rate)
+    if wav.shape[-1] < MIN_SAMPLES:
+        return _fail(
+            f"{args.input}: {wav.shape[-1]} samples at {model.sample_rate} Hz, too short for "
+            f"the codec (at least {MIN_SAMPLES}); choose another input",
+            2,
+        )
     if args.codebooks is not None:
         try:
             model.set_num_codebooks(args.codebooks)
@@ -76,8 +120,8 @@ def encode(args) -> int:
         "sample_rate": int(model.sample_rate),
         "signature": str(meta.get("signature", "")),
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, args.output)
+    with atomic.replacing(args.output) as tmp:  # no half-written codes file, ever
+        torch.save(payload, tmp)
     kbps = model.quantizer.bandwidth(codes.shape[1], model.frame_rate)
     print(f"{args.output}: {codes.shape[1]} codebooks x {codes.shape[2]} frames ({kbps:.2f} kbps)")
     return 0
@@ -113,6 +157,9 @@ def decode(args) -> int:
 def main(args) -> int:
     from audioflow.models.package import PackageError
 
+    problem = device_problem(args.device) or output_problem(Path(args.output))
+    if problem:
+        return _fail(problem, 2)
     if args.action == "encode" and not Path(args.input).is_file():
         return _fail(f"{args.input}: no such audio file")
     if args.action == "decode" and not Path(args.input).is_file():

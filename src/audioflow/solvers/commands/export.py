@@ -85,14 +85,28 @@ def code_version() -> dict:
 
 
 def _evaluate_metrics(folder: Path) -> dict:
-    """The latest evaluate metrics of the XP (from history.json), or {}."""
+    """The latest evaluate metrics of the XP (from history.json), or {}.
+
+    Raises:
+        ConfigError: history.json is not a JSON list (the message names the file).
+    """
+    from audioflow.config.errors import ConfigError
+
     path = folder / "history.json"
     if not path.is_file():
         return {}
-    history = json.loads(path.read_text())
+    # The stages rebuild history.json from their markers (stages/*.json) when they finish.
+    fix = "delete it and run a stage of the XP again to rebuild it"
+    try:
+        history = json.loads(path.read_bytes())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}: not valid JSON ({first}); {fix}") from exc
+    if not isinstance(history, list):
+        raise ConfigError(f"{path}: not a JSON list of epochs; {fix}")
     for entry in reversed(history):
-        if entry.get("evaluate"):
-            return {"epoch": entry["epoch"], **entry["evaluate"]}
+        if isinstance(entry, dict) and isinstance(entry.get("evaluate"), dict):
+            return {"epoch": entry.get("epoch"), **entry["evaluate"]}
     return {}
 
 
@@ -100,19 +114,22 @@ def export(sig: str, output: str, force: bool = False) -> Path:
     """Write the package of XP ``sig`` to ``output``.
 
     Raises:
-        ConfigError: unknown XP or not a compression XP.
+        ConfigError: unknown XP, not a compression XP, or a corrupt history.json.
         CheckpointError: the XP has no usable best state yet.
         PackageError: the destination exists (without ``force``).
+        OutputError: the destination cannot receive a package.
     """
     from omegaconf import OmegaConf
 
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
     from audioflow.models.builders import build_compression_model
-    from audioflow.models.package import write_package
+    from audioflow.models.package import check_destination, write_package
     from audioflow.solvers import checkpoint
     from audioflow.solvers.compression import codec_state_dict
 
+    # Refused before the XP is read: an unusable -o is known at once and nothing is written.
+    check_destination(output, overwrite=force)
     xp = xp_from_sig(sig)
     cfg = xp.cfg
     if str(cfg.get("solver")) != "compression":
@@ -152,7 +169,9 @@ def main(args) -> int:
         folder = export(args.sig, args.output, args.force)
     except ConfigError as exc:
         return _fail(str(exc), getattr(exc, "exit_code", 2))
-    except (CheckpointError, PackageError) as exc:
+    except PackageError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except CheckpointError as exc:
         return _fail(str(exc))
     print(f"exported XP {args.sig} to {folder}")
     return 0
