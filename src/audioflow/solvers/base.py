@@ -9,6 +9,7 @@ An epoch is exactly ``optim.updates_per_epoch`` updates. See docs/solvers.md.
 from __future__ import annotations
 
 import time
+import types
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
@@ -214,12 +215,13 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
                     f"optim.precision={precision} needs optim_sches (they run autocast and "
                     "the GradScaler); with a single optimizer set optim.precision=fp32"
                 )
-            factor = float(self._select("optim.ft_factor", 1.0))
-            for name in self._stateful:  # ft_factor scales the LR, as OptimSchedulers do
-                opt = getattr(self, name)
-                if factor != 1.0 and isinstance(opt, torch.optim.Optimizer):
-                    for group in opt.param_groups:
-                        group["lr"] *= factor
+            from audioflow.optim.ft_factor import scale_lrs
+
+            # ft_factor scales the LR, as OptimSchedulers do, including what a torch
+            # LRScheduler built in build_model recomputes it from (registered or not)
+            registered = [getattr(self, name) for name in self._stateful]
+            candidates = [*registered, *vars(self).values()]
+            scale_lrs(registered, candidates, self._select("optim.ft_factor", 1.0))
             return
         from audioflow.optim import build_optim_sches
 
@@ -258,16 +260,25 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
             original = opt.step
             params = [p for g in opt.param_groups for p in g["params"]]
             one_device = len({p.device for p in params}) == 1
+            # torch LRSchedulers mark the step they wrap to check the call order; a
+            # scheduler built in build_model already wrapped `original`
+            tracked = hasattr(original, "_wrapped_by_lr_sched")
 
-            def guarded(*args, _opt=opt, _step=original, _params=params, _one=one_device, **kw):
+            def guarded(_opt, *args, _step=original, _params=params, _one=one_device, **kw):
                 grads = [p.grad for p in _params if p.grad is not None]
                 if grads and not _all_finite(grads, _one):
                     _opt.zero_grad(set_to_none=True)
                     self._skipped_step = True
+                    # what a torch LRScheduler's wrapper records: step() was called, in
+                    # order (else its next step warns it came before optimizer.step())
+                    _opt._opt_called = True
                     return None
                 return _step(*args, **kw)
 
-            opt.step = guarded
+            if tracked:  # else torch would warn that optimizer.step() was overridden
+                guarded._wrapped_by_lr_sched = True
+            # a bound method, as torch expects when a scheduler built later wraps it
+            opt.step = types.MethodType(guarded, opt)
             opt._af_guard = True
 
     # -- one train micro-step -------------------------------------------------------------------
