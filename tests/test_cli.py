@@ -102,3 +102,26 @@ def test_an_unusable_output_path_is_named_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert err.count("\n") == 1 and str(blocker) in err and "Traceback" not in err
     assert blocker.read_text() == "not a folder\n"
+
+
+FORKED_CHILD = """
+import os, signal, sys, time
+from audioflow import cli
+cli._OWNER_PID = os.getpid()
+signal.signal(signal.SIGTERM, cli._terminate)
+pid = os.fork()
+if pid == 0:
+    time.sleep(30)
+    os._exit(0)
+time.sleep(0.3)
+os.kill(pid, signal.SIGTERM)
+_, status = os.waitpid(pid, 0)
+print(os.WIFSIGNALED(status) and os.WTERMSIG(status))
+"""
+
+
+def test_a_forked_worker_still_dies_of_sigterm_quietly():
+    """Probe-pool and DataLoader workers inherit the handler; they must not raise."""
+    done = subprocess.run([sys.executable, "-c", FORKED_CHILD], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "15" and "Traceback" not in done.stderr

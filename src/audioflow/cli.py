@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -53,7 +54,16 @@ class Terminated(BaseException):
     """SIGTERM, raised where the program is so that cleanups (temporary files) run."""
 
 
+_OWNER_PID = os.getpid()
+
+
 def _terminate(signum, _frame):
+    if os.getpid() != _OWNER_PID:
+        # A forked worker (probe pool, DataLoader) inherited this handler: die as before,
+        # quietly, and let the command that owns it report.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise Terminated(signum)
 
 
@@ -71,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     # its temporary files and folders behind. Commands that forward or handle signals
     # themselves (launchers, `run -d N`) install their own handlers over this one.
     main_thread = threading.current_thread() is threading.main_thread()
+    global _OWNER_PID
+    _OWNER_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args._main(args) or 0)
