@@ -140,3 +140,21 @@ def test_inert_monitor_serves_nothing(rank, port):
     monitor.update({"l1": 1.0}, {"g": 1.0}, 1, 0.1, 0.0, 0.1, 1.0)
     monitor.finish(success=True)
     assert not monitor.active and monitor.registry is None and monitor.port is None
+
+
+def test_port_search_stops_at_65535(caplog):
+    """A search that would run past the last port keeps training without metrics."""
+    blocker = socket.socket()
+    try:
+        blocker.bind(("0.0.0.0", 65535))
+        blocker.listen()
+    except OSError:
+        pytest.skip("port 65535 is in use on this machine")
+    try:
+        monitor = StageMonitor("abcd1234", "train", rank=0, port=65535, pushgateway=None)
+        monitor.start()
+        monitor.finish(success=True)
+    finally:
+        blocker.close()
+    assert monitor.port is None
+    assert "no free port in 65535-65535" in caplog.text

@@ -9,6 +9,7 @@ not have are skipped.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,7 +32,30 @@ def check_values(cfg: DictConfig) -> list[str]:
     device = _select(cfg, "device")
     if device is not None and not (isinstance(device, str) and _DEVICE.fullmatch(device)):
         problems.append(f"device={device}: use cpu, cuda, cuda:N or mps")
+    port = _select(cfg, "monitoring.port")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+    ):
+        problems.append(f"monitoring.port={port}: give a TCP port 1-65535, or 0 for no metrics")
+    gateway = _select(cfg, "monitoring.pushgateway")
+    if gateway is not None and not _is_http_address(gateway):
+        problems.append(
+            f"monitoring.pushgateway={gateway}: give an address such as "
+            "http://pushgateway:9091, or null to push nothing"
+        )
     return problems
+
+
+def _is_http_address(value) -> bool:
+    """``http(s)://host[:port][/path]`` with a numeric port: what the Pushgateway client opens."""
+    if not isinstance(value, str):
+        return False
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def _select(cfg: DictConfig, key: str):

@@ -72,11 +72,12 @@ class StageMonitor:
             return
         from prometheus_client import start_http_server
 
-        last_error: OSError | None = None
-        for port in range(self.requested_port, self.requested_port + PORT_SPAN):
+        last_error: Exception | None = None
+        last_port = min(self.requested_port + PORT_SPAN, 65536)  # bind() refuses 65536 on
+        for port in range(self.requested_port, last_port):
             try:
                 self._server, self._thread = start_http_server(port, registry=self.registry)
-            except OSError as exc:
+            except (OSError, OverflowError) as exc:
                 last_error = exc
                 continue
             self.port = port
@@ -87,7 +88,7 @@ class StageMonitor:
             "metrics, set monitoring.port to a free port",
             self.requested_port,
             self.requested_port,
-            self.requested_port + PORT_SPAN - 1,
+            last_port - 1,
             last_error,
         )
 
