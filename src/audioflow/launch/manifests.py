@@ -78,18 +78,29 @@ def stage_args(args: list[str], gpus_per_node: int, metrics_port: int) -> list[s
     """The stage's ``audioflow`` arguments with what running in a pod implies.
 
     ``run`` gets ``device=cuda`` on GPU pods and ``monitoring.port=<port>`` so that the
-    PodMonitor finds the metrics, unless the job already sets them. Both keys are
-    excluded from signatures, so the XP stays the same one.
+    PodMonitor finds the metrics on the container's ``metrics`` port. The cluster wins: an
+    override of the same key is replaced (a ``device=cpu`` would leave the GPUs idle, a
+    different port would be scraped by nobody). Both keys are excluded from signatures,
+    so the XP stays the same one.
     """
     if not args or args[0] != "run":
         return list(args)
-    extra = []
-    if gpus_per_node > 0 and not any(a.startswith("device=") for a in args):
-        extra.append("device=cuda")
-    if metrics_port and not any(a.startswith("monitoring.port=") for a in args):
-        extra.append(f"monitoring.port={metrics_port}")
     # Overrides come right after `run`, before its options (the contract of every rule).
-    return [args[0], *extra, *args[1:]]
+    end = next((i for i, a in enumerate(args) if i and a.startswith("-")), len(args))
+    overrides, options = args[1:end], args[end:]
+    extra = []
+    if gpus_per_node > 0:
+        extra.append("device=cuda")
+        overrides = [a for a in overrides if _override_key(a) != "device"]
+    if metrics_port:
+        extra.append(f"monitoring.port={metrics_port}")
+        overrides = [a for a in overrides if _override_key(a) != "monitoring.port"]
+    return [args[0], *extra, *overrides, *options]
+
+
+def _override_key(override: str) -> str:
+    """The key a Hydra override sets or deletes: ``+key=v``, ``++key=v``, ``~key``."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def container_command(job: JobSpec, name: str, metrics_port: int) -> list[str]:

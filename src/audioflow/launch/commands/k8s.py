@@ -5,6 +5,10 @@ prints the Indexed Job and headless Service (YAML) that `snakemake --profile k8s
 submit for epoch 3 of XP 1a2b3c4d, using the team/cluster config (AUDIOFLOW_TEAM,
 AUDIOFLOW_CLUSTER, default: the `kubernetes` cluster). Pipe it to `kubectl apply -f -`
 to run the stage by hand.
+
+The pod runs the XP's own overrides minus its run-only ones (keys of ``xp.exclude``:
+device, monitoring.*, logging.*...): those describe the run that created the XP, maybe on
+a laptop, and the cluster sets its own. Leaving them out keeps the signature.
 """
 
 from __future__ import annotations
@@ -29,6 +33,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     render.add_argument("--threads", type=int, default=4, help="CPU threads per node")
     render.add_argument("--mem-mb", type=int, default=16000, help="memory per node, MiB")
     render.add_argument("--name", default=None, help="job name (default: af-SIG-STAGE-EPOCH)")
+    render.add_argument(
+        "--config-dir",
+        default=None,
+        help="config folder of the XP, as the pod sees it (passed to `audioflow run`)",
+    )
+    render.add_argument(
+        "--accept-drift",
+        action="store_true",
+        help="let the pod continue the XP if its config changed (passed to `audioflow run`)",
+    )
+
+
+def pod_overrides(overrides: list[str], patterns: list[str]) -> list[str]:
+    """``overrides`` without those setting a key excluded from the signature.
+
+    Overrides of ``xp.*`` stay, though ``xp.*`` is excluded: ``xp.exclude`` decides which
+    other keys are signed, so dropping it could change the signature.
+    """
+    from audioflow.config.composition import parse_overrides
+    from audioflow.config.signing import is_excluded
+
+    kept = []
+    for text in overrides:
+        parsed, _ = parse_overrides([text])
+        # An override that does not parse (never stored by get_xp) is left to `run` to report.
+        key = parsed[0].key_or_group if parsed else ""
+        if key and is_excluded(key, patterns) and key != "xp" and not key.startswith("xp."):
+            continue
+        kept.append(text)
+    return kept
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
 
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
+    from audioflow.config.signing import exclude_patterns
 
     from ..base import CONFIG_ERROR_EXIT_CODE, JobSpec, resource_problems
     from ..k8s_settings import load_settings
@@ -50,6 +85,8 @@ def main(args: argparse.Namespace) -> int:
         problems += resource_problems(nproc_per_node=args.nproc_per_node)
     if args.epoch is not None and args.epoch < 1:
         problems.append(f"epoch must be at least 1, got {args.epoch}")
+    if args.config_dir is not None and not args.config_dir.strip():
+        problems.append("--config-dir is empty; give the XP's config folder or leave it out")
     if problems:
         for line in problems:
             print(f"audioflow k8s render: {line}", file=sys.stderr)
@@ -60,7 +97,13 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"audioflow k8s render: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT_CODE
-    stage_args = ["run", *xp.overrides, "--stage", args.stage]
+    stage_args = ["run", *pod_overrides(xp.overrides, exclude_patterns(xp.cfg))]
+    # Options after the overrides, as the workflow's run_overrides puts them.
+    if args.config_dir is not None:
+        stage_args += ["--config-dir", args.config_dir]
+    if args.accept_drift:
+        stage_args.append("--accept-drift")
+    stage_args += ["--stage", args.stage]
     labels = {"sig": xp.sig, "stage": args.stage}
     if args.epoch is not None:
         stage_args += ["--epoch", str(args.epoch)]
