@@ -194,11 +194,15 @@ def test_distinct_names_stay_distinct_after_cleaning():
     assert job_name("af-1a2b3c4d-train-3") == "af-1a2b3c4d-train-3"  # clean names kept
 
 
-def test_stage_args_add_cluster_keys_without_overriding_the_user():
+def test_stage_args_cluster_keys_win_over_run_only_overrides():
     args = ["run", "solver=compression/default", "--stage", "train", "--epoch", "1"]
     assert stage_args(args, 8, 9200)[:4] == ["run", "device=cuda", "monitoring.port=9200", args[1]]
+    # A GPU pod runs on its GPUs and serves metrics on the container's metrics port.
     mine = ["run", "device=cpu", "monitoring.port=1234", "--stage", "valid"]
-    assert stage_args(mine, 8, 9200) == mine
+    assert stage_args(mine, 8, 9200) == [
+        "run", "device=cuda", "monitoring.port=9200", "--stage", "valid"
+    ]  # fmt: skip
+    assert stage_args(mine, 0, 0) == mine
     assert stage_args(["manifest", "data"], 8, 9200) == ["manifest", "data"]
     assert stage_args(args, 0, 0) == args
 
