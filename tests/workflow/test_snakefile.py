@@ -134,6 +134,27 @@ def test_finished_markers_and_excluded_keys_rerun_nothing(tmp_path):
     assert counts["train"] == 3 and "synth" not in counts
 
 
+def test_a_newly_wanted_generate_reruns_no_finished_stage(tmp_path):
+    # generate.every is excluded from the signature: turning it on later must run only the
+    # missing generate jobs, not valid E+1 (which waits for generate E only when it is to run).
+    config = write_config(
+        tmp_path, xps=[{"name": "demo", "overrides": [*DEMO, "generate.every=3"]}]
+    )
+    assert snakemake(tmp_path, "-n", "--configfile", str(config)).returncode == 0
+    sig = plans(tmp_path)[(*DEMO, "generate.every=3")]["sig"]
+    finish_all(tmp_path, sig, 3)
+    stages = tmp_path / "outputs" / "xps" / sig / "stages"
+    for epoch in (1, 2):
+        (stages / f"generate_{epoch}.json").unlink()  # never run with every=3
+    config = write_config(
+        tmp_path, xps=[{"name": "demo", "overrides": [*DEMO, "generate.every=1"]}]
+    )
+    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    assert plans(tmp_path)[(*DEMO, "generate.every=1")]["sig"] == sig
+    counts = job_counts(done.stdout)
+    assert counts == {"generate": 2, "all": 1}, done.stdout
+
+
 def test_rebuilt_manifest_reruns_no_finished_stage(tmp_path):
     # e.g. `dvc checkout` or a rerun of the data rules: the XP's signature is unchanged.
     config = write_config(tmp_path)

@@ -1,6 +1,7 @@
 # Shared setup of the audioflow workflow: XP plans, output paths and input functions.
 # Included by the Snakefile; the planning logic itself lives in audioflow.workflow.
 
+import os
 import re
 import shlex
 import shutil
@@ -131,9 +132,13 @@ def valid_inputs(wildcards):
     inputs = {"train": marker(plan.sig, "train", chunk_end(epoch, plan.epochs, EPOCHS_PER_JOB))}
     if epoch > 1:
         inputs["previous"] = marker(plan.sig, "valid", epoch - 1)
-        for stage in ("evaluate", "generate"):
-            if epoch - 1 in plan.stage_epochs(stage):
-                inputs[stage] = marker(plan.sig, stage, epoch - 1)
+        # Only an order for a valid E still to run: once it is done, a newly wanted
+        # evaluate/generate E-1 (generate.every changed, a --forcerun) must not make
+        # Snakemake rerun valid E and everything after it.
+        if not os.path.exists(marker(plan.sig, "valid", epoch)):
+            for stage in ("evaluate", "generate"):
+                if epoch - 1 in plan.stage_epochs(stage):
+                    inputs[stage] = marker(plan.sig, stage, epoch - 1)
     return inputs
 
 
@@ -151,7 +156,8 @@ def best_state_inputs(wildcards, stage):
         )
     inputs = {"valid": marker(plan.sig, "valid", epoch)}
     position = epochs.index(epoch)
-    if position > 0:
+    # The order matters only for a run still to come (see valid_inputs).
+    if position > 0 and not os.path.exists(marker(plan.sig, stage, epoch)):
         inputs["previous"] = marker(plan.sig, stage, epochs[position - 1])
     return inputs
 

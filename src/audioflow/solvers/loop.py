@@ -107,6 +107,15 @@ class LoopMixin:
                 raise checkpoint.CheckpointError(
                     f"{self.folder / checkpoint.BEST}: no best state yet; run --stage valid first"
                 )
+            if self.best_epoch is not None and self.best_epoch > epoch:
+                # e.g. generate.every turned on after later epochs were validated: the best
+                # state as of this epoch is gone, the stage runs on today's.
+                self.logger.warning(
+                    "%s epoch %d runs on the best state of epoch %d (validated later)",
+                    stage,
+                    epoch,
+                    self.best_epoch,
+                )
             self.epoch = epoch
             metrics = self._stage_best(stage)
         self.tensorboard.close()
