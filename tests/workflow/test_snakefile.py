@@ -55,7 +55,7 @@ def finish_all(folder: Path, sig: str, epochs: int) -> None:
 
     def write(path: Path, when: int, directory: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir() if directory else path.write_text("{}")
+        path.mkdir(exist_ok=True) if directory else path.write_text("{}")
         os.utime(path, (stamp + when, stamp + when))
 
     for split in ("train", "valid", "evaluate"):

@@ -3,7 +3,7 @@
 import json
 
 from audioflow.workflow.plan import XPPlan
-from audioflow.workflow.summary import describe_xp, load_workflow_config
+from audioflow.workflow.summary import describe_reference, describe_xp, load_workflow_config
 
 
 def test_describe_xp_reports_progress_metrics_and_listening_page(tmp_path):
@@ -37,3 +37,14 @@ def test_later_config_files_override_earlier_ones_by_key(tmp_path):
     extra.write_text("xps: [{name: b}]\ntrain: {epochs_per_job: 2}\n")
     config = load_workflow_config([base, extra])
     assert config == {"xps": [{"name": "b"}], "train": {"epochs_per_job": 2}, "launcher": "local"}
+
+
+def test_reference_line_says_which_xp_it_holds(tmp_path):
+    folder = tmp_path / "reference" / "ref"
+    line = describe_reference("ref", "demo", "0123abcd", folder)
+    assert line.endswith("[not published yet]")
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"signature": "0123abcd"}))
+    assert describe_reference("ref", "demo", "0123abcd", folder).endswith("[published]")
+    line = describe_reference("ref", "demo", "feedbeef", folder)
+    assert line.endswith("[holds XP 0123abcd; run snakemake to publish feedbeef]")

@@ -12,6 +12,7 @@ import audioflow
 from audioflow.config import ConfigError, cluster_config
 from audioflow.workflow.epochs import chunk_end, train_dependencies
 from audioflow.workflow.plan import by_signature, resolve_plans
+from audioflow.workflow.publication import publication_record
 from audioflow.workflow.xps import GridError, xp_specs
 from snakemake.exceptions import WorkflowError
 
@@ -87,6 +88,16 @@ def _published():
 
 PUBLISHED = _published()
 PUBLISHED_NAMES = "|".join(re.escape(name) for name in PUBLISHED) or "(?!)"
+# One record per published name, rewritten when `publish:` points it at another XP, so
+# that its publish and report jobs rerun (see audioflow.workflow.publication).
+PUBLICATION_RECORDS = {
+    name: str(
+        publication_record(
+            Path(".snakemake/audioflow/published"), name, sig, Path(REFERENCE_DIR) / name
+        )
+    )
+    for name, sig in PUBLISHED.items()
+}
 
 
 def marker(sig, stage, epoch):
@@ -163,9 +174,10 @@ def best_state_inputs(wildcards, stage):
 
 
 def publish_inputs(wildcards):
-    """Publishing an XP waits for all its stages of the last epoch."""
+    """Publishing an XP waits for all its stages of the last epoch, and for its record."""
     plan = BY_SIG[PUBLISHED[wildcards.name]]
-    return [marker(plan.sig, stage, plan.epochs) for stage in ("valid", "evaluate", "generate")]
+    markers = [marker(plan.sig, stage, plan.epochs) for stage in ("valid", "evaluate", "generate")]
+    return [*markers, PUBLICATION_RECORDS[wildcards.name]]
 
 
 def run_overrides(wildcards):

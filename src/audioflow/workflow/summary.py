@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .plan import XPPlan, resolve_plans
+from .publication import published_signature
 from .xps import GridError, xp_specs
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,18 @@ def describe_xp(plan: XPPlan, folder: Path) -> list[str]:
     return lines
 
 
+def describe_reference(name: str, xp: str, sig: str, folder: Path) -> str:
+    """One line on a published reference: does it hold the XP ``publish:`` names?"""
+    holds = published_signature(folder)
+    if holds is None:
+        state = "not published yet"
+    elif holds == sig:
+        state = "published"
+    else:
+        state = f"holds XP {holds}; run snakemake to publish {sig}"
+    return f"reference {name} (XP {xp}, {sig}): {folder} [{state}]"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m audioflow.workflow.summary", description=__doc__
@@ -115,11 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(describe_xp(plan, xps / plan.sig)))
     by_name = {plan.name: plan for plan in plans}
     for item in config.get("publish") or []:
-        folder = Path(cluster["reference_dir"]) / item["as"]
-        state = "published" if (folder / "metadata.json").is_file() else "not published yet"
         source = by_name.get(item["xp"])
-        sig = source.sig if source else "?"
-        print(f"reference {item['as']} (XP {item['xp']}, {sig}): {folder} [{state}]")
+        folder = Path(cluster["reference_dir"]) / item["as"]
+        print(describe_reference(item["as"], item["xp"], source.sig if source else "?", folder))
     print("all XPs: audioflow ls")
     return 0
 

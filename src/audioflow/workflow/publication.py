@@ -1,0 +1,49 @@
+"""Which XP a published reference holds, and the record that makes Snakemake republish it.
+
+A reference is named by its ``as`` name, not by signature, and the workflow reruns a job
+only when an input is newer than its output. Pointing ``publish:`` at another XP, one
+trained earlier, would therefore leave the old model in place. Each published name gets a
+one-line record of the signature it should hold, an input of its publish and report
+jobs: rewritten (so newer) when the selection changes, kept (or dated back) otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from audioflow import atomic
+
+
+def published_signature(reference: Path) -> str | None:
+    """The signature in ``reference/metadata.json``, or None (missing or unreadable)."""
+    try:
+        return str(json.loads((Path(reference) / "metadata.json").read_text())["signature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def publication_record(records: Path, name: str, sig: str, reference: Path) -> Path:
+    """The record file of ``name`` (in ``records``), up to date for ``sig``.
+
+    Args:
+        records: folder of the records (in the workflow's working directory).
+        name: the published name (``as``).
+        sig: the signature of the XP ``publish:`` names now.
+        reference: the published folder, ``<reference_dir>/<name>``.
+    """
+    path = Path(records) / f"{name}.sig"
+    text = f"{sig}\n"
+    try:
+        current = path.read_text()
+    except OSError:
+        current = None
+    if current == text:
+        return path
+    atomic.write_text(path, text, fsync=False)
+    if current is None and published_signature(reference) == sig:
+        # A first record for a reference that already holds this XP (a fresh checkout,
+        # `dvc pull`): dated back so that it does not look newer than the reference.
+        os.utime(path, (0, 0))
+    return path
