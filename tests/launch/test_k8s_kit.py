@@ -43,13 +43,8 @@ clusters:
 
 
 @pytest.fixture
-def team_env(tmp_path, monkeypatch):
-    team = tmp_path / "team.yaml"
-    team.write_text(TEAM.format(xp_root=tmp_path / "xps"))
-    monkeypatch.setenv("AUDIOFLOW_CONFIG", str(team))
-    monkeypatch.delenv("AUDIOFLOW_CLUSTER", raising=False)
-    monkeypatch.delenv("AUDIOFLOW_XP_DIR", raising=False)
-    return tmp_path
+def team_env(use_team):
+    return use_team(TEAM)
 
 
 def test_settings_come_from_the_kubernetes_cluster_of_the_team(team_env):
