@@ -16,6 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def blocking_file(path: str | os.PathLike) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is a file (so that ``path`` can
+    never be created), else None; missing folders are created by the writers here."""
+    for parent in Path(path).parents:
+        if parent.is_dir():
+            return None
+        if parent.exists():
+            return parent
+    return None
+
+
 def temp_beside(path: str | os.PathLike) -> Path:
     """A fresh, unused name in ``path``'s folder, hidden and marked as temporary."""
     path = Path(path)

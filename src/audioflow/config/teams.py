@@ -91,6 +91,15 @@ def _load_team(path: Path) -> dict:
     return clusters
 
 
+# Keys of a cluster entry whose type the rest of the code relies on.
+_ENTRY_TYPES = (
+    ("kubernetes", dict, "a mapping"),
+    ("dataset_mappings", dict, "a mapping"),
+    ("xp_root", str, "a folder path"),
+    ("reference_dir", str, "a folder path"),
+)
+
+
 def _check_entry(path: Path, name: Any, entry: Any) -> None:
     # The entries are merged into dicts of defaults: any other type would surface later as
     # a TypeError traceback far from the file that holds the mistake.
@@ -99,19 +108,11 @@ def _check_entry(path: Path, name: Any, entry: Any) -> None:
             f"{path}: clusters.{name} must be a mapping of settings (xp_root: ..., "
             f"reference_dir: ...), not {type(entry).__name__}; fix it"
         )
-    for key in ("kubernetes", "dataset_mappings"):
+    for key, kind, what in _ENTRY_TYPES:
         value = (entry or {}).get(key)
-        if value is not None and not isinstance(value, dict):
+        if value is not None and not isinstance(value, kind):
             raise ConfigError(
-                f"{path}: clusters.{name}.{key} must be a mapping, not "
-                f"{type(value).__name__}; fix it"
-            )
-    for key in ("xp_root", "reference_dir"):
-        value = (entry or {}).get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(
-                f"{path}: clusters.{name}.{key} must be a folder path, not "
-                f"{type(value).__name__}; fix it"
+                f"{path}: clusters.{name}.{key} must be {what}, not {type(value).__name__}; fix it"
             )
 
 

@@ -40,16 +40,6 @@ class OutputError(PackageError):
     exit_code = 2
 
 
-def _blocking_file(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is not a folder, else None."""
-    for parent in path.parents:
-        if parent.is_dir():
-            return None
-        if parent.exists():
-            return parent
-    return None
-
-
 def _foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` that a package does not hold (sub-folders and links included)."""
     return sorted(
@@ -72,7 +62,7 @@ def check_destination(folder: str | os.PathLike, overwrite: bool = False) -> Pat
         PackageError: the destination exists and ``overwrite`` is false.
     """
     dest = Path(folder)
-    blocking = _blocking_file(dest)
+    blocking = atomic.blocking_file(dest)
     if blocking is not None:
         raise OutputError(f"{dest}: {blocking} is a file, not a folder; choose another output")
     if dest.is_symlink():

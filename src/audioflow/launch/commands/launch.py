@@ -32,13 +32,13 @@ def _fail(message: str) -> int:
 
 def log_problem(path: Path) -> str | None:
     """Why ``path`` cannot be the job's log file, or None (a missing folder is created)."""
+    from audioflow.atomic import blocking_file
+
     if path.is_dir():
         return f"--log {path}: is a folder; name a file"
-    for parent in path.parents:
-        if parent.is_dir():
-            return None
-        if parent.exists():
-            return f"--log {path}: {parent} is a file, not a folder; choose another log path"
+    blocking = blocking_file(path)
+    if blocking is not None:
+        return f"--log {path}: {blocking} is a file, not a folder; choose another log path"
     return None
 
 

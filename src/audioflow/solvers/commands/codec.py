@@ -65,13 +65,13 @@ def device_problem(value: str) -> str | None:
 
 def output_problem(path: Path) -> str | None:
     """Why ``path`` cannot receive the output file, or None (missing folders are created)."""
+    from audioflow.atomic import blocking_file
+
     if path.is_dir():
         return f"{path}: is a folder; choose another output"
-    for parent in path.parents:
-        if parent.is_dir():
-            return None
-        if parent.exists():
-            return f"{path}: {parent} is a file, not a folder; choose another output"
+    blocking = blocking_file(path)
+    if blocking is not None:
+        return f"{path}: {blocking} is a file, not a folder; choose another output"
     return None
 
 
