@@ -1,0 +1,90 @@
+"""The XP folder layout: every name under ``<xp_root>/``, spelled once.
+
+An XP lives in ``<xp_root>/xps/<sig>/``; the workflow's rule logs in
+``<xp_root>/logs/xps/<sig>/``. Solvers, the CLI, workflow planning, the launchers and the
+Snakemake rules import these names instead of spelling them. This module imports nothing
+heavy (no torch), so planning stays cheap.
+
+```
+<xp_root>/xps/<sig>/
+  overrides.json delta.json config.yaml drift.json .config.lock   the XP's definition
+  checkpoint.th best.th best.json history.json                    training state and results
+  stages/<stage>_<E>.json                                         a finished stage's metrics
+  solver.log solver.<rank>.log tensorboard/ samples/              what a person reads
+<xp_root>/logs/xps/<sig>/stages/<stage>_<E>.log                   the workflow's rule logs
+```
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+#: The epoch stages, in the order an epoch runs them.
+STAGES = ("train", "valid", "evaluate", "generate")
+
+#: An XP signature: 8 lowercase hex characters (as Dora's).
+SIG_PATTERN = r"[0-9a-f]{8}"
+SIG_RE = re.compile(rf"^{SIG_PATTERN}$")
+
+XPS_DIR = "xps"
+LOGS_DIR = "logs"
+
+# The XP's definition (written by config.folder).
+CONFIG_FILE = "config.yaml"
+OVERRIDES_FILE = "overrides.json"
+DELTA_FILE = "delta.json"
+DRIFT_FILE = "drift.json"
+MUTEX_FILE = ".config.lock"
+LOCKS_DIR = "locks"
+
+# Training state and results (written by the solver).
+LATEST_CHECKPOINT = "checkpoint.th"
+BEST_CHECKPOINT = "best.th"
+BEST_FILE = "best.json"
+HISTORY_FILE = "history.json"
+STAGES_DIR = "stages"
+TENSORBOARD_DIR = "tensorboard"
+SAMPLES_DIR = "samples"
+
+MARKER_RE = re.compile(rf"^({'|'.join(STAGES)})_(\d+)\.json$")
+
+
+def is_signature(text: str) -> bool:
+    """Whether ``text`` has the form of a signature (not whether that XP exists)."""
+    return bool(SIG_RE.match(str(text)))
+
+
+def xps_dir(xp_root: Path | str) -> Path:
+    """``<xp_root>/xps``: the folder that holds every XP."""
+    return Path(xp_root) / XPS_DIR
+
+
+def xp_folder(xp_root: Path | str, sig: str) -> Path:
+    """``<xp_root>/xps/<sig>``."""
+    return xps_dir(xp_root) / sig
+
+
+def marker_name(stage: str, epoch: int | str) -> str:
+    """``<stage>_<epoch>.json``, the file name of a stage marker."""
+    return f"{stage}_{epoch}.json"
+
+
+def marker_path(folder: Path | str, stage: str, epoch: int | str) -> Path:
+    """``<folder>/stages/<stage>_<epoch>.json``: present once that stage finished."""
+    return Path(folder) / STAGES_DIR / marker_name(stage, epoch)
+
+
+def stage_logs_dir(xp_root: Path | str) -> Path:
+    """``<xp_root>/logs/xps``: the workflow's per-XP rule logs."""
+    return Path(xp_root) / LOGS_DIR / XPS_DIR
+
+
+def stage_log_path(xp_root: Path | str, sig: str, stage: str, epoch: int | str) -> Path:
+    """``<xp_root>/logs/xps/<sig>/stages/<stage>_<epoch>.log``."""
+    return stage_logs_dir(xp_root) / sig / STAGES_DIR / f"{stage}_{epoch}.log"
+
+
+def solver_log_name(rank: int = 0) -> str:
+    """``solver.log`` for rank 0, ``solver.<rank>.log`` for the others."""
+    return "solver.log" if rank == 0 else f"solver.{rank}.log"
