@@ -11,6 +11,7 @@ heavy (no torch), so planning stays cheap.
   checkpoint.th best.th best.json history.json                    training state and results
   stages/<stage>_<E>.json                                         a finished stage's metrics
   solver.log solver.<rank>.log tensorboard/ samples/              what a person reads
+  updates.jsonl report/
 <xp_root>/logs/xps/<sig>/stages/<stage>_<E>.log                   the workflow's rule logs
 ```
 """
@@ -46,6 +47,8 @@ HISTORY_FILE = "history.json"
 STAGES_DIR = "stages"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
+UPDATES_FILE = "updates.jsonl"  # per-update train scalars at the logging cadence
+REPORT_DIR = "report"  # `audioflow report`: index.html and its PNG charts
 
 MARKER_RE = re.compile(rf"^({'|'.join(STAGES)})_(\d+)\.json$")
 
