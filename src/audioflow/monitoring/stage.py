@@ -17,7 +17,10 @@ from __future__ import annotations
 import logging
 import time
 
-logger = logging.getLogger(__name__)
+# A child of the solver's logger (audioflow.solvers.logs.LOGGER_NAME): its lines go to
+# solver.log and the terminal like the solver's own, where a logger of its own had no handler.
+LOGGER_NAME = "audioflow.solver.monitoring"
+logger = logging.getLogger(LOGGER_NAME)
 
 PORT_SPAN = 8
 
@@ -31,10 +34,18 @@ class StageMonitor:
         rank: distributed rank; only rank 0 exports.
         port: first HTTP port to try for ``/metrics``; 0 serves nothing.
         pushgateway: Pushgateway address for the end-of-stage summary; None pushes nothing.
+        facts: what the XP is (:class:`~audioflow.monitoring.facts.RunFacts`); None reads
+            the current XP's when the monitor is active.
     """
 
     def __init__(
-        self, sig: str, stage: str, rank: int, port: int, pushgateway: str | None = None
+        self,
+        sig: str,
+        stage: str,
+        rank: int,
+        port: int,
+        pushgateway: str | None = None,
+        facts=None,
     ) -> None:
         self.sig = sig
         self.stage = stage
@@ -49,9 +60,11 @@ class StageMonitor:
         self._start_time: float | None = None
         self._finished = False
         if self.active:
+            from audioflow.monitoring.facts import run_facts
             from audioflow.monitoring.metrics import StageMetrics
 
-            self.metrics = StageMetrics(sig, stage, self.rank)
+            facts = facts if facts is not None else run_facts()
+            self.metrics = StageMetrics(sig, stage, self.rank, facts=facts)
 
     @property
     def registry(self):
@@ -81,7 +94,13 @@ class StageMonitor:
                 last_error = exc
                 continue
             self.port = port
-            logger.info("Prometheus metrics of %s/%s on port %d", self.sig, self.stage, port)
+            logger.info(
+                "Prometheus metrics of %s/%s on port %d (http://127.0.0.1:%d/metrics)",
+                self.sig,
+                self.stage,
+                port,
+                port,
+            )
             return
         logger.warning(
             "monitoring.port=%d: no free port in %d-%d (%s); this stage runs without live "
@@ -110,8 +129,9 @@ class StageMonitor:
         """Record one finished update.
 
         Args:
-            losses: loss name -> value (plain floats, already on the CPU).
-            lrs: OptimScheduler name -> current learning rate.
+            losses: the update's metrics, name -> value (plain floats, already on the
+                CPU): losses, other metrics, and the ``lr/<opt>``/``grad_norm/<opt>`` keys.
+            lrs: optimizer name -> current learning rate (beside ``lr/`` keys).
             samples: samples consumed by this update (over all micro-steps).
             update_seconds: wall time of the update, data wait excluded.
             data_wait_seconds: time spent waiting for batches during the update.

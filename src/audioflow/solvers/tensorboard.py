@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioflow.config import layout
+from audioflow.monitoring.facts import RunFacts, run_facts
 
 #: Prefixes of the per-update optimizer keys the solver core adds (interface of the loop).
 OPTIM_PREFIXES = ("lr/", "grad_norm/")
@@ -31,69 +31,6 @@ THROUGHPUT = "throughput/"
 STAGE_PREFIXES = {"train_updates": "train", "train": "train_epoch"}
 #: At most this many generate files of each kind go to TensorBoard per epoch.
 MAX_MEDIA = 8
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What the logger needs to know of the XP beyond the metrics it is handed.
-
-    Args:
-        updates_per_epoch: updates in one epoch (turns an epoch into its last update step).
-        items_per_update: training items in one update (global batch times accumulation).
-        item_seconds: audio seconds in one training item (the segment duration), or None.
-        samples_dir: folder name under the XP where generate writes ``epoch_<E>/``.
-        hparams: the XP's delta (key -> value) and its signature.
-        overrides: the XP's overrides as given.
-    """
-
-    updates_per_epoch: int | None = None
-    items_per_update: int | None = None
-    item_seconds: float | None = None
-    samples_dir: str = layout.SAMPLES_DIR
-    hparams: dict = field(default_factory=dict)
-    overrides: tuple[str, ...] = ()
-
-
-def run_facts(xp=None) -> RunFacts:
-    """The :class:`RunFacts` of ``xp`` (default: the current XP; none set: empty facts).
-
-    The one place the logger reads config: every key is optional, so a user solver whose
-    config lacks one only loses the scalar that needs it.
-    """
-    from omegaconf import OmegaConf
-
-    if xp is None:
-        from audioflow.config.xp import current_xp
-
-        try:
-            xp = current_xp()
-        except RuntimeError:
-            return RunFacts()
-    cfg = xp.cfg
-
-    def number(key: str):
-        value = OmegaConf.select(cfg, key, default=None)
-        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    updates = number("optim.updates_per_epoch")
-    batch, accum = number("dataset.batch_size"), number("optim.accum_grad") or 1
-    hparams = {"signature": xp.sig}
-    hparams.update({str(k): _hparam_value(v) for k, v in xp.delta})
-    return RunFacts(
-        updates_per_epoch=int(updates) if updates else None,
-        items_per_update=int(batch * accum) if batch else None,
-        item_seconds=number("dataset.segment_duration"),
-        samples_dir=str(OmegaConf.select(cfg, "generate.path", default=None) or "samples"),
-        hparams=hparams,
-        overrides=tuple(str(o) for o in xp.overrides),
-    )
-
-
-def _hparam_value(value):
-    # TensorBoard's HPARAMS tab takes numbers, strings and booleans only.
-    if isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, sort_keys=True)
 
 
 def scalar_tag(stage: str, key: str) -> str:
