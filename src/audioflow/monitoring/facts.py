@@ -20,6 +20,7 @@ class RunFacts:
 
     Args:
         sig: the XP signature.
+        folder: the XP folder.
         epochs: epochs the XP trains in total.
         updates_per_epoch: updates in one epoch (turns an epoch into its last update step).
         items_per_update: training items in one update (global batch times accumulation).
@@ -33,6 +34,7 @@ class RunFacts:
     """
 
     sig: str | None = None
+    folder: str | None = None
     epochs: int | None = None
     updates_per_epoch: int | None = None
     items_per_update: int | None = None
@@ -81,6 +83,7 @@ def run_facts(xp=None) -> RunFacts:
     hparams.update({str(k): _hparam_value(v) for k, v in xp.delta})
     return RunFacts(
         sig=xp.sig,
+        folder=str(xp.folder),
         epochs=int(epochs) if epochs else None,
         updates_per_epoch=int(updates) if updates else None,
         items_per_update=int(batch * accum) if batch else None,
