@@ -162,9 +162,9 @@ def test_pod_command_exits_2_on_a_stage_config_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "codes,status", [([2], 2), ([1, 2], 2), ([3], 1), ([-9, 1], 1), ([-15], 1)]
+    "codes,status", [([2], 2), ([1, 2], 2), ([3], 3), ([-9, 1], 137), ([-15], 143), ([], 1)]
 )
-def test_failure_status_keeps_only_the_config_error_code(codes, status):
+def test_failure_status_keeps_the_config_error_else_the_first_code(codes, status):
     assert failure_status(codes) == status
 
 
