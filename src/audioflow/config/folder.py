@@ -6,7 +6,8 @@ refused, key by key, unless accepted explicitly, and each acceptance is recorded
 ``drift.json`` so the folder's history stays readable.
 
 Files written here (each atomically: temp file, fsync, rename):
-``overrides.json`` (list of override strings, first creator's order), ``delta.json``
+``overrides.json`` (list of override strings, first creator's order), ``config_dir.json``
+(the user config folder it was composed with), ``delta.json``
 (the signature's (key, value) pairs), ``config.yaml`` (the resolved config, written last),
 ``drift.json`` (accepted drifts: time, old and new values).
 """
@@ -30,6 +31,7 @@ from audioflow import atomic
 
 from .composition import compose_parts
 from .errors import ConfigError, DriftError
+from .layout import CONFIG_DIR_FILE
 from .signing import compute_delta, diff_flat, exclude_patterns, flatten, is_excluded, sign
 from .teams import cluster_config, xp_root
 from .xp import XP
@@ -121,6 +123,7 @@ def _store(
     resolved: dict,
     patterns: list[str],
     accept_drift: bool,
+    config_dir: Path | None = None,
 ) -> bool:
     """Create the folder's files, or check the stored config against ``resolved``.
 
@@ -132,6 +135,9 @@ def _store(
     if not config_path.exists():
         if not (folder / OVERRIDES_FILE).exists():
             atomic.write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+            # With the overrides, what `audioflow run -f SIG` needs to compose it again.
+            source = {"config_dir": None if config_dir is None else str(config_dir)}
+            atomic.write_text(folder / CONFIG_DIR_FILE, json.dumps(source) + "\n")
         atomic.write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
         atomic.write_text(config_path, text)  # last: its presence means the folder is complete
         return True
@@ -188,8 +194,16 @@ def get_xp(
     folder = xp_folder(sig)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_mutex(folder):
+        user_dir = None if config_dir is None else Path(config_dir).expanduser().absolute()
         created = _store(
-            folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift
+            folder,
+            sig,
+            overrides,
+            delta,
+            resolved,
+            exclude_patterns(parts.cfg),
+            accept_drift,
+            user_dir,
         )
     return XP(
         sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta, created=created
