@@ -26,7 +26,8 @@ CONDA_ENV = "../../environment.yml"
 
 STAGE_RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "gpus": 0, "nodes": 1, "nproc_per_node": 1}
 try:
-    CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
+    # where XPs and references live: team/cluster (teams/ of config_dir first), not signature
+    CLUSTER = cluster_config(config.get("config_dir"))
 except ConfigError as exc:
     raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
 
