@@ -21,6 +21,18 @@ from audioflow.config import layout
 from audioflow.config.errors import ConfigError
 
 STAGES = ("train", "valid", "evaluate", "generate")
+# Keys every StandardSolver run reads (solver/default.yaml and config.yaml set them).
+REQUIRED = ("solver", "device", "seed", "optim.epochs", "optim.updates_per_epoch")
+
+
+def missing_keys(cfg) -> list[str]:
+    """A line per required key that the config lacks (``~optim`` deleted it, or a user
+    config.yaml never set it)."""
+    return [
+        f"{key}: missing; every run needs it (set it, or drop the override that deletes it)"
+        for key in REQUIRED
+        if OmegaConf.select(cfg, key, default=None) is None
+    ]
 
 
 def process_count(requested: str, device: str) -> int:

@@ -168,6 +168,9 @@ def _check(args: argparse.Namespace) -> int:
 
     parts = compose_checked(args.overrides, args.config_dir)
     cfg = parts.cfg
+    problems = preflight.missing_keys(cfg)
+    if problems:
+        raise ConfigError(problems)
     nproc = preflight.process_count(args.nproc, str(cfg.device))
     problems = preflight.device_problems(str(cfg.device), nproc)
     problems += preflight.batch_problems(cfg, nproc)
