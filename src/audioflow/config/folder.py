@@ -33,7 +33,7 @@ from .composition import compose_parts
 from .errors import ConfigError, DriftError
 from .layout import CONFIG_DIR_FILE
 from .signing import compute_delta, diff_flat, exclude_patterns, flatten, is_excluded, sign
-from .teams import cluster_config, xp_root
+from .teams import cluster_config
 from .xp import XP
 
 XPS_DIR = "xps"
@@ -161,9 +161,10 @@ def _store(
     return False
 
 
-def xp_folder(sig: str) -> Path:
-    """``<xp_root>/xps/<sig>`` for the selected team/cluster."""
-    return xp_root() / XPS_DIR / sig
+def xp_folder(sig: str, config_dir: str | os.PathLike | None = None) -> Path:
+    """``<xp_root>/xps/<sig>`` for the selected team/cluster (its team file looked up in
+    ``config_dir`` first)."""
+    return cluster_config(config_dir)["xp_root"] / XPS_DIR / sig
 
 
 def get_xp(
@@ -191,7 +192,7 @@ def get_xp(
     delta = compute_delta(parts.groups, parts.base, parts.cfg)
     sig = sign(delta)
     resolved = _resolve(parts.cfg)
-    folder = xp_folder(sig)
+    folder = xp_folder(sig, config_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_mutex(folder):
         user_dir = None if config_dir is None else Path(config_dir).expanduser().absolute()
