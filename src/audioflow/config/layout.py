@@ -7,7 +7,8 @@ heavy (no torch), so planning stays cheap.
 
 ```
 <xp_root>/xps/<sig>/
-  overrides.json delta.json config.yaml drift.json .config.lock   the XP's definition
+  overrides.json config_dir.json delta.json config.yaml drift.json .config.lock
+                                                                  the XP's definition
   locks/<stage>.lock                                              held while a stage runs
   checkpoint.th checkpoint_<E>.th best.th best.json history.json   training state and results
   stages/<stage>_<E>.json                                         a finished stage's metrics
@@ -34,6 +35,7 @@ LOGS_DIR = "logs"
 # The XP's definition (written by config.folder).
 CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.json"
+CONFIG_DIR_FILE = "config_dir.json"  # {"config_dir": the user config folder or null}
 DELTA_FILE = "delta.json"
 DRIFT_FILE = "drift.json"
 MUTEX_FILE = ".config.lock"
