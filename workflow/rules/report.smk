@@ -2,8 +2,6 @@
 # (valid, evaluate, generate) are done, in <xp_root>/xps/<sig>/report/index.html: overrides,
 # best state, stage timings, a chart per quantity and the listening pages, needing no network.
 
-from audioflow.config import layout
-
 
 rule xp_report:
     input:
@@ -14,7 +12,7 @@ rule xp_report:
     output:
         f"{XPS_DIR}/{{sig}}/{layout.REPORT_DIR}/index.html",
     log:
-        f"{XP_LOGS_DIR}/{{sig}}/{layout.REPORT_DIR}.log",
+        _short(layout.stage_logs_dir(CLUSTER["xp_root"]) / "{sig}" / f"{layout.REPORT_DIR}.log"),
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
