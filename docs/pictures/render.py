@@ -332,7 +332,7 @@ def main() -> int:
             folder / "samples" / f"epoch_{last}" / "index.html",
             OUT / "listening_page.png",
             1400,
-            760,
+            580,
         )
         screenshot(folder / "report" / "index.html", OUT / "report.png", 1400, 2000)
         tensorboard_scalars(folder, OUT / "tensorboard_scalars.png")
