@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("audioflow.data.commands.synth", "write the synthetic demo corpus"),
     "launch": ("audioflow.launch.commands.launch", "run a stage command through a launcher"),
     "k8s": ("audioflow.launch.commands.k8s", "render Kubernetes manifests"),
+    "report": ("audioflow.workflow.commands.report", "write an XP's HTML report (or several)"),
 }
 
 

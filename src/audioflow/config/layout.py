@@ -13,6 +13,7 @@ heavy (no torch), so planning stays cheap.
   checkpoint.th checkpoint_<E>.th best.th best.json history.json   training state and results
   stages/<stage>_<E>.json                                         a finished stage's metrics
   solver.log solver.<rank>.log tensorboard/ samples/              what a person reads
+  updates.jsonl timings.jsonl report/
 <xp_root>/logs/xps/<sig>/stages/<stage>_<E>.log                   the workflow's rule logs
 ```
 """
@@ -49,6 +50,9 @@ HISTORY_FILE = "history.json"
 STAGES_DIR = "stages"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
+UPDATES_FILE = "updates.jsonl"  # per-update train scalars at the logging cadence
+TIMINGS_FILE = "timings.jsonl"  # one line per stage run: stage, epoch, start, seconds, outcome
+REPORT_DIR = "report"  # `audioflow report`: index.html and its PNG charts
 
 MARKER_RE = re.compile(rf"^({'|'.join(STAGES)})_(\d+)\.json$")
 EPOCH_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.th$")
