@@ -94,10 +94,22 @@ def test_evaluate_generate_export_and_transcribe(make_asr_solver, speech_corpus,
     assert page.count("<audio") == 8 and "reference" in page
     assert len(list(solver.samples_folder.glob("*.wav"))) == 8
 
+    # export rebuilds the model from the XP's checkpoint vocabulary, not from its data
+    from omegaconf import OmegaConf
+
+    from audioflow.solvers.exports import model_only_solver
+
+    cfg = OmegaConf.merge(solver.cfg, {"datasource": {"train": str(tmp_path / "gone.jsonl.gz")}})
+    rebuilt = model_only_solver(type(solver), cfg, xp=solver.xp)
+    assert rebuilt.tokenizer.tokens == solver.tokenizer.tokens
+
     refs = tmp_path / "reference"
     refs.mkdir()
     monkeypatch.setenv("AUDIOFLOW_REFERENCE_DIR", str(refs))
-    assert cli(["asr", "export", solver.xp.sig, "-o", str(refs / "demo_asr")]) == 0
+    assert cli(["export", solver.xp.sig, "-o", str(refs / "demo_asr")]) == 0
+    from audioflow.solvers.exports import load_export
+
+    assert load_export(refs / "demo_asr").metadata["solver"] == "asr"
     files = corpus_files(speech_corpus, "evaluate")[:3]
     capsys.readouterr()
     assert cli(["asr", "transcribe", "--model", "//reference/demo_asr", *map(str, files)]) == 0

@@ -1,15 +1,15 @@
-"""Packages of a trained recognizer: export an ASR XP's best state, load it to transcribe.
+"""Load a trained recognizer to transcribe: from a package ``audioflow export`` wrote (the
+AsrSolver's ``exports()`` names this module's loader), or from an XP's best state.
 
-A package is the folder ``models.package.write_package`` writes (``model.th`` weights,
-``config.yaml`` resolved config, ``metadata.json``), with ``"solver": "asr"`` and the
-vocabulary (``tokenizer``) in the metadata, so it needs nothing of its XP. References:
-a folder path, ``//reference/NAME`` (the team's reference dir) or ``//sig/SIG`` (an XP's
-best state, read without exporting it).
+A package holds the recognizer's weights (``model.th``), the resolved config and, in
+``metadata.json``, the vocabulary (``tokenizer``) and sample rate, so it needs nothing of
+its XP. References: a folder path, ``//reference/NAME`` (the team's reference dir) or
+``//sig/SIG`` (an XP's best state, read without exporting it).
 """
 
 from __future__ import annotations
 
-import time
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from audioflow.data.tokenizer import tokenizer_from_state
 from audioflow.models.asr import CtcRecognizer
 from audioflow.models.asr_decoding import BeamSearch, greedy_decode
-from audioflow.models.package import FILES, PackageError
+from audioflow.models.package import PackageError
 
 SOLVER = "asr"
 SIG_PREFIX = "//sig/"
@@ -32,7 +32,7 @@ class LoadedRecognizer:
         model: the CTC recognizer.
         tokenizer: its vocabulary.
         sample_rate: the audio rate it expects.
-        metadata: the package's metadata (signature, metrics, code version...).
+        metadata: the package's metadata (signature, metrics, lineage...).
         source: the reference it was loaded from.
     """
 
@@ -76,98 +76,55 @@ def _build(cfg, state: dict, tokenizer_state: dict, where: str) -> tuple[CtcReco
     return model.eval(), tokenizer
 
 
-def _best_of_xp(sig: str) -> tuple[object, dict, dict, dict]:
-    """(XP, weights, tokenizer state, metadata) of an ASR XP's best state."""
+def _from_xp(sig: str, device: str) -> LoadedRecognizer:
+    """The recognizer of an ASR XP's best state."""
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
+    from audioflow.config.layout import BEST_CHECKPOINT
     from audioflow.solvers import checkpoint
 
     xp = xp_from_sig(sig)
     if str(xp.cfg.get("solver")) != SOLVER:
         raise ConfigError(f"XP {sig} trains solver={xp.cfg.get('solver')}, not asr")
-    best_path = Path(xp.folder) / checkpoint.BEST
+    best_path = Path(xp.folder) / BEST_CHECKPOINT
     if not best_path.exists():
         raise checkpoint.CheckpointError(
             f"{best_path}: no best state yet; run the XP through a valid stage first"
         )
     best = checkpoint.load(best_path, sig=xp.sig, kind="best")
     state = best["state"]
-    metadata = {
-        "signature": xp.sig,
-        "overrides": list(xp.overrides),
-        "best": {"epoch": best.get("epoch"), "metric": best.get("metric"), "value": best["value"]},
-    }
-    return xp, state["model"], state["tokenizer"], metadata
-
-
-def export_asr(sig: str, output: str | Path, force: bool = False) -> Path:
-    """Write the package of ASR XP ``sig`` to ``output`` (what ``AsrSolver.exports`` names).
-
-    Raises:
-        ConfigError: unknown XP or not an ASR XP.
-        CheckpointError: the XP has no best state yet.
-        PackageError: the destination exists (without ``force``), or the weights do not
-            fit the config.
-        OutputError: the destination cannot receive a package.
-    """
-    from omegaconf import OmegaConf
-
-    from audioflow.models.package import check_destination, write_package
-    from audioflow.solvers.commands.export import _evaluate_metrics, code_version, manifest_hashes
-
-    check_destination(output, overwrite=force)  # refused before anything is read
-    xp, weights, tokenizer_state, metadata = _best_of_xp(sig)
-    cfg = xp.cfg
-    model, tokenizer = _build(cfg, weights, tokenizer_state, f"XP {sig}")
-    metadata.update(
-        solver=SOLVER,
-        sample_rate=int(cfg.sample_rate),
-        tokenizer=tokenizer.state_dict(),
-        vocab_size=len(tokenizer),
-        metrics=_evaluate_metrics(Path(xp.folder)),
-        manifests=manifest_hashes(OmegaConf.select(cfg, "datasource")),
-        code_version=code_version(),
-        exported_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    model, tokenizer = _build(xp.cfg, state["model"], state["tokenizer"], f"{SIG_PREFIX}{sig}")
+    metadata = {"signature": xp.sig, "best": {"epoch": best.get("epoch"), "value": best["value"]}}
+    return LoadedRecognizer(
+        model.to(device), tokenizer, int(xp.cfg.sample_rate), metadata, SIG_PREFIX + sig
     )
-    return write_package(output, model.state_dict(), cfg, metadata, overwrite=force)
 
 
-def load_asr_package(ref: str, device: str = "cpu") -> LoadedRecognizer:
+def load_asr_package(ref: str | os.PathLike, device: str = "cpu") -> LoadedRecognizer:
     """Load a recognizer from a package folder, ``//reference/NAME`` or ``//sig/SIG``.
 
     Raises:
-        PackageError: not an ASR package, a missing or unreadable file (named).
+        PackageError: not an ASR package, or a missing or unreadable file (named).
         ConfigError: a ``//reference`` without a reference dir, or an unknown XP.
+        CheckpointError: ``//sig/SIG`` of an XP without a best state.
     """
-    import json
-
-    from omegaconf import OmegaConf
-
     from audioflow.config.paths import resolve_path
+    from audioflow.models.package import read_config, read_metadata
 
+    ref = str(ref)
     if ref.startswith(SIG_PREFIX):
-        xp, weights, tokenizer_state, metadata = _best_of_xp(ref[len(SIG_PREFIX) :])
-        model, tokenizer = _build(xp.cfg, weights, tokenizer_state, ref)
-        rate = int(xp.cfg.sample_rate)
-        return LoadedRecognizer(model.to(device), tokenizer, rate, metadata, ref)
+        return _from_xp(ref[len(SIG_PREFIX) :], device)
     root = resolve_path(ref)
-    missing = [name for name in FILES if not (root / name).is_file()]
-    if missing:
+    metadata, cfg = read_metadata(root), read_config(root)
+    if metadata.get("solver") != SOLVER or not isinstance(metadata.get("tokenizer"), dict):
         raise PackageError(
-            f"{ref}: not a package (missing {', '.join(missing)} in {root}); create one with "
-            "`audioflow asr export SIG -o DIR`"
+            f"{ref}: a package of solver={metadata.get('solver')}, not a speech recognizer"
         )
     try:
-        metadata = json.loads((root / "metadata.json").read_bytes())
-        cfg = OmegaConf.load(root / "config.yaml")
         weights = torch.load(root / "model.th", map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign files fail in many ways
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PackageError(f"{root}: unreadable package ({first}); export it again") from exc
-    if not isinstance(metadata, dict) or metadata.get("solver") != SOLVER:
-        solver = metadata.get("solver") if isinstance(metadata, dict) else None
-        raise PackageError(f"{ref}: a package of solver={solver}, not a speech recognizer")
-    model, tokenizer = _build(cfg, weights, metadata.get("tokenizer") or {}, str(root))
-    return LoadedRecognizer(
-        model.to(device), tokenizer, int(metadata["sample_rate"]), metadata, ref
-    )
+        raise PackageError(f"{root / 'model.th'}: cannot load the weights ({first})") from exc
+    model, tokenizer = _build(cfg, weights, metadata["tokenizer"], str(root))
+    rate = int(metadata.get("sample_rate") or cfg.sample_rate)
+    return LoadedRecognizer(model.to(device), tokenizer, rate, metadata, ref)

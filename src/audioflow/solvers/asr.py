@@ -23,8 +23,6 @@ from audioflow.models.asr import ctc_loss
 from audioflow.models.asr_decoding import BeamSearch, greedy_decode
 from audioflow.solvers.base import StandardSolver
 
-PACKAGE_KIND = "asr"
-
 
 def _reduce_counts(counts: ErrorCounts) -> ErrorCounts:
     """Sum error counts over the ranks (every rank scored its own shard)."""
@@ -46,8 +44,6 @@ class AsrSolver(StandardSolver):
     # -- building --------------------------------------------------------------------------
     def build_model(self) -> None:
         from audioflow.config.errors import ConfigError
-        from audioflow.data.builders import _load_entries
-        from audioflow.data.tokenizer import build_tokenizer
         from audioflow.models.asr_builder import build_asr_model
 
         cfg = self.cfg
@@ -56,18 +52,11 @@ class AsrSolver(StandardSolver):
                 "solver=asr trains through OptimSchedulers: set optim_sches (see "
                 "config/solver/asr/default.yaml)"
             )
-        train = OmegaConf.select(cfg, "datasource.train")
-        if train is None:
-            raise ConfigError("datasource.train: missing; the vocabulary is built from it")
-        texts = [str(e["text"]) for e in _load_entries("train", train) if e.get("text")]
-        kind = str(OmegaConf.select(cfg, "tokenizer.kind", default="char"))
         try:
-            self.tokenizer = build_tokenizer(
-                kind, texts, int(OmegaConf.select(cfg, "tokenizer.vocab_size", default=256))
-            )
+            self.tokenizer = self._saved_tokenizer() or self._new_tokenizer()
             self.model = build_asr_model(cfg, len(self.tokenizer)).to(self.device)
         except (ValueError, TypeError) as exc:
-            raise ConfigError(f"asr model/tokenizer ({train}): {exc}") from None
+            raise ConfigError(f"asr model/tokenizer: {exc}") from None
         # the vocabulary is saved and restored with the weights: a resumed run or an
         # exported package decodes with the ids it was trained on
         self.register_stateful("tokenizer", "model")
@@ -75,6 +64,45 @@ class AsrSolver(StandardSolver):
         self.register_ema("model")
         self.beam_size = int(OmegaConf.select(cfg, "decoding.beam_size", default=8))
         self._valid_counts = ErrorCounts()
+
+    def _saved_tokenizer(self):
+        """The vocabulary of this XP's latest (else best) checkpoint, or None before one.
+
+        A resumed run, and an export after the data is gone, need the ids it trained on.
+        """
+        from audioflow.config.layout import BEST_CHECKPOINT, LATEST_CHECKPOINT
+        from audioflow.data.tokenizer import tokenizer_from_state
+        from audioflow.solvers import checkpoint
+
+        folder = getattr(self, "folder", None)
+        for name in (LATEST_CHECKPOINT, BEST_CHECKPOINT):
+            path = folder / name if folder is not None else None
+            if path is None or not path.is_file():
+                continue
+            try:
+                state = checkpoint.load(path, sig=self.xp.sig).get("state", {})
+            except checkpoint.CheckpointError:
+                continue  # the loop reports a bad checkpoint; the other one may do
+            if "tokenizer" in state:
+                return tokenizer_from_state(state["tokenizer"])
+        return None
+
+    def _new_tokenizer(self):
+        """A vocabulary built from the train transcripts (``tokenizer.kind``)."""
+        from audioflow.config.errors import ConfigError
+        from audioflow.data.builders import _load_entries
+        from audioflow.data.tokenizer import build_tokenizer
+
+        train = OmegaConf.select(self.cfg, "datasource.train")
+        if train is None:
+            raise ConfigError("datasource.train: missing; the vocabulary is built from it")
+        texts = [str(e["text"]) for e in _load_entries("train", train) if e.get("text")]
+        kind = str(OmegaConf.select(self.cfg, "tokenizer.kind", default="char"))
+        size = int(OmegaConf.select(self.cfg, "tokenizer.vocab_size", default=256))
+        try:
+            return build_tokenizer(kind, texts, size)
+        except ValueError as exc:
+            raise ValueError(f"datasource.train ({train}): {exc}") from None
 
     def build_dataloaders(self) -> None:
         from audioflow.data.speech_loaders import build_speech_loaders
@@ -187,16 +215,16 @@ class AsrSolver(StandardSolver):
         return {"samples": float(len(rows))}
 
     # -- export ------------------------------------------------------------------------------
-    def exports(self) -> dict:
-        """What a package of this XP holds: the recognizer's weights, and metadata with the
-        vocabulary and audio format a reader needs to transcribe with it."""
-        return {
-            "kind": PACKAGE_KIND,
-            "state_dict": self.recognizer.state_dict(),
-            "metadata": {
+    def exports(self):
+        """The recognizer, the vocabulary and sample rate a reader needs, and its loader."""
+        from audioflow.solvers.exports import Export
+
+        return Export(
+            modules={"model": self.recognizer},
+            metadata={
                 "tokenizer": self.tokenizer.state_dict(),
                 "sample_rate": int(self.cfg.sample_rate),
                 "vocab_size": len(self.tokenizer),
             },
-            "loader": "audioflow.models.asr_package:load_asr_package",
-        }
+            loader="audioflow.models.asr_package:load_asr_package",
+        )

@@ -1,13 +1,11 @@
-"""Speech recognition with a trained package: transcribe audio files, export an ASR XP.
+"""Speech recognition with a trained recognizer: transcribe audio files.
 
   audioflow asr transcribe --model //reference/demo_asr FILE... [--beam N] [--device D]
-  audioflow asr export SIG -o DIR [--force]
 
-transcribe prints one line per file, "FILE<TAB>transcript" (files at another sample rate
-or with several channels are resampled and mixed down). --model takes a package folder,
-//reference/NAME or //sig/SIG (an XP's best state). export writes the package of an ASR
-XP's best state (weights, resolved config, metadata with the vocabulary). See
-docs/tasks/asr.md.
+Prints one line per file, "FILE<TAB>transcript" (files at another sample rate or with
+several channels are resampled and mixed down). --model takes a package folder written
+by `audioflow export SIG -o DIR`, //reference/NAME (a published package) or //sig/SIG
+(an XP's best state). See docs/tasks/asr.md.
 """
 
 from __future__ import annotations
@@ -28,10 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--beam", type=int, default=1, help="CTC beam width (default 1: greedy decoding)"
     )
     transcribe.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    export = sub.add_parser("export", help="package an ASR XP's best state")
-    export.add_argument("sig", help="signature of the ASR XP")
-    export.add_argument("-o", "--output", required=True, help="package folder to write")
-    export.add_argument("--force", action="store_true", help="replace an existing package")
 
 
 def _fail(message: str, code: int) -> int:
@@ -73,16 +67,10 @@ def main(args: argparse.Namespace) -> int:
     from audioflow.solvers.checkpoint import CheckpointError
 
     try:
-        if args.asr_command == "transcribe":
-            return _transcribe(args)
-        from audioflow.models.asr_package import export_asr
-
-        folder = export_asr(args.sig, args.output, args.force)
+        return _transcribe(args)
     except ConfigError as exc:
         return _fail(str(exc), getattr(exc, "exit_code", 2))
     except PackageError as exc:
         return _fail(str(exc), exc.exit_code)
     except CheckpointError as exc:
         return _fail(str(exc), 1)
-    print(f"exported XP {args.sig} to {folder}")
-    return 0
