@@ -11,6 +11,7 @@ import importlib
 
 SOLVERS: dict[str, str] = {
     "compression": "audioflow.solvers.compression:CompressionSolver",
+    "lm": "audioflow.solvers.lm:LMSolver",
 }
 
 
