@@ -23,6 +23,7 @@ rule all:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/tokens.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/valid.smk"
 include: "workflow/rules/evaluate.smk"

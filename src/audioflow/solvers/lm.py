@@ -44,6 +44,23 @@ def load_frozen_codec(ref: str, device) -> object:
     return codec
 
 
+class CodecRecord:
+    """The codec an LM was trained on, kept in its checkpoints (see ``LMSolver.restore``)."""
+
+    def __init__(self, codec):
+        self.state = {
+            "content_hash": str(codec.content_hash),
+            "source": str(codec.source),
+            "signature": str((codec.lineage or {}).get("signature")),
+        }
+
+    def state_dict(self) -> dict:
+        return dict(self.state)
+
+    def load_state_dict(self, state: dict) -> None:
+        pass  # the codec loaded now is the one in use; restore() checked they agree
+
+
 class LMSolver(StandardSolver):
     """Token LM solver; config keys in config/solver/lm/*.yaml."""
 
@@ -98,7 +115,8 @@ class LMSolver(StandardSolver):
         self._entries = {}
         conditioner = self._build_conditioner(int(arch["dim"]))
         self.model = TokenLM(pattern, self.card, conditioner=conditioner, **arch).to(self.device)
-        self.register_stateful("model")
+        self.codec_record = CodecRecord(self.codec)
+        self.register_stateful("model", "codec_record")
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.register_stateful("optimizer")
         self.register_best("model")
@@ -216,6 +234,68 @@ class LMSolver(StandardSolver):
         if not self.is_rank_zero:
             shards = tokens.ensure_tokens(self.codec, manifest)
         return shards
+
+    # -- resume ----------------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Resume, unless the checkpoints were trained on the tokens of another codec.
+
+        The signature names the codec reference (``//reference/demo_codec``), not what it
+        holds: when a new codec is published under that name, the XP's checkpoints (and its
+        best state, stages and samples) are moved to ``stale_codec/<old hash>/`` and the
+        LM trains again from scratch on the new tokens.
+        """
+        trained_on = self._trained_codec_hash()
+        if trained_on is not None and trained_on != self.codec.content_hash:
+            self._set_aside(trained_on)
+        return super().restore()
+
+    def _trained_codec_hash(self) -> str | None:
+        from audioflow.config.layout import LATEST_CHECKPOINT
+        from audioflow.solvers import checkpoint
+
+        paths = [self.folder / LATEST_CHECKPOINT]
+        paths += [p for _, p in reversed(checkpoint.epoch_checkpoints(self.folder))]
+        for path in paths:
+            if not path.is_file():
+                continue
+            try:
+                payload = checkpoint.load(path, sig=self.xp.sig, kind="checkpoint")
+            except checkpoint.CheckpointError:
+                continue  # the base's restore says why and falls back
+            return (payload["state"].get("codec_record") or {}).get("content_hash")
+        return None
+
+    def _set_aside(self, old_hash: str) -> None:
+        import shutil
+
+        from audioflow.config import layout
+        from audioflow.solvers import checkpoint, distrib
+
+        if self.is_rank_zero:
+            dest = self.folder / "stale_codec" / old_hash[:16]
+            dest.mkdir(parents=True, exist_ok=True)
+            names = [
+                layout.LATEST_CHECKPOINT,
+                layout.BEST_CHECKPOINT,
+                layout.BEST_FILE,
+                layout.HISTORY_FILE,
+                layout.STAGES_DIR,
+                layout.SAMPLES_DIR,
+            ]
+            names += [p.name for _, p in checkpoint.epoch_checkpoints(self.folder)]
+            for name in names:
+                if (self.folder / name).exists():
+                    shutil.move(str(self.folder / name), str(dest / name))
+            self.logger.warning(
+                "XP %s was trained on codec %s; %s now holds %s: its state moved to %s, "
+                "training again",
+                self.xp.sig,
+                old_hash[:12],
+                self.codec.source,
+                self.codec.content_hash[:12],
+                dest,
+            )
+        distrib.barrier()
 
     # -- train / valid -----------------------------------------------------------------------
     @property
