@@ -24,8 +24,5 @@ rule all:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokens.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/valid.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/generate.smk"
+include: "workflow/rules/stages.smk"
 include: "workflow/rules/publish.smk"

@@ -26,12 +26,8 @@ def corpus(tmp_path_factory):
 @pytest.fixture
 def lm_env(tmp_path, monkeypatch):
     """XP root and reference dir under tmp_path, the tiny codec at //reference/demo_codec."""
-    from audioflow import models
-
     reference = tmp_path / "reference"
     codec_helpers.write_codec_package(reference / "demo_codec", seed=0)
     monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(tmp_path / "xp_root"))
     monkeypatch.setenv("AUDIOFLOW_REFERENCE_DIR", str(reference))
-    if not hasattr(models, "load_codec"):  # the codec reference API is not there yet
-        monkeypatch.setattr(models, "load_codec", codec_helpers.load_codec, raising=False)
     return tmp_path

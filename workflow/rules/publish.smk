@@ -15,12 +15,9 @@ rule publish:
         sig=lambda wildcards: PUBLISHED[wildcards.name],
     conda:
         CONDA_ENV
-    threads: stage_resources("publish")["threads"]
+    threads: stage_threads("publish")
     resources:
-        mem_mb=stage_resources("publish")["mem_mb"],
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("publish"),
     wildcard_constraints:
         name=PUBLISHED_NAMES,
     # Exported beside the final folder and renamed, so a reference is never half-written.
@@ -48,12 +45,9 @@ rule report:
         python=sys.executable,
     conda:
         CONDA_ENV
-    threads: 1
+    threads: stage_threads("report")
     resources:
-        mem_mb=500,
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("report"),
     wildcard_constraints:
         name=PUBLISHED_NAMES,
     shell:

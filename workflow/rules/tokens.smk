@@ -25,12 +25,9 @@ rule tokens:
         python=sys.executable,
     conda:
         CONDA_ENV
-    threads: stage_resources("tokens")["threads"]
+    threads: stage_threads("tokens")
     resources:
-        mem_mb=stage_resources("tokens")["mem_mb"],
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("tokens"),
     wildcard_constraints:
         codec="[^/]+",
     shell:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .layout import BEST_FILE, CONFIG_FILE, HISTORY_FILE, LATEST_CHECKPOINT
 from .lock import held_locks
 
 
@@ -48,7 +49,7 @@ def _json(path: Path, default: Any) -> Any:
 
 def _epochs(folder: Path) -> int | None:
     try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        cfg = yaml.safe_load((folder / CONFIG_FILE).read_text()) or {}
         return int(cfg["optim"]["epochs"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         return None
@@ -57,9 +58,9 @@ def _epochs(folder: Path) -> int | None:
 def read_status(folder: Path) -> XPStatus:
     """The status of the XP in ``folder``."""
     folder = Path(folder)
-    history = _json(folder / "history.json", [])
+    history = _json(folder / HISTORY_FILE, [])
     history = history if isinstance(history, list) else []
-    best = _json(folder / "best.json", {})
+    best = _json(folder / BEST_FILE, {})
     best = best if isinstance(best, dict) else {}
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     epoch = int(last.get("epoch", len(history))) if last else 0
@@ -69,7 +70,7 @@ def read_status(folder: Path) -> XPStatus:
         status = "running"
     elif epochs is not None and len(history) >= epochs:
         status = "done"
-    elif history or (folder / "checkpoint.th").exists():
+    elif history or (folder / LATEST_CHECKPOINT).exists():
         status = "partial"
     else:
         status = "new"

@@ -19,8 +19,9 @@ _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 _AT_LEAST_ONE = ("optim.epochs", "optim.updates_per_epoch", "dataset.batch_size")
 
 
-def check_values(cfg: DictConfig) -> list[str]:
-    """One line per value out of range (empty when all is well)."""
+def check_values(cfg: DictConfig | dict) -> list[str]:
+    """One line per value out of range (empty when all is well), of a composed config or
+    its plain data."""
     problems = []
     for key in _AT_LEAST_ONE:
         value = _select(cfg, key)
@@ -58,7 +59,35 @@ def _is_http_address(value) -> bool:
     return url.scheme in ("http", "https") and bool(url.hostname)
 
 
-def _select(cfg: DictConfig, key: str):
+# Every key check_values reads.
+CHECKED_KEYS = (
+    *_AT_LEAST_ONE,
+    "optim.precision",
+    "device",
+    "monitoring.port",
+    "monitoring.pushgateway",
+)
+
+
+def plain_values_need_compose(data: dict) -> bool:
+    """Whether the plain (unresolved) data of a config cannot be range-checked as it is:
+    a checked value is an interpolation, or :func:`check_values` refuses one (the composed
+    config then gives the error, with interpolations resolved)."""
+    for key in CHECKED_KEYS:
+        value = _select(data, key)
+        if isinstance(value, str) and "${" in value:
+            return True
+    return bool(check_values(data))
+
+
+def _select(cfg: DictConfig | dict, key: str):
+    if isinstance(cfg, dict):
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
     try:
         return OmegaConf.select(cfg, key, default=None)
     except Exception:  # noqa: BLE001 - an interpolation error is reported by the resolver

@@ -11,11 +11,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader, DistributedSampler
 
+from audioflow.config.layout import STAGES
 from audioflow.data.dataset import AudioDataset, collate
 from audioflow.data.manifest import read_manifest
 from audioflow.data.samplers import TrainSampler
 
-STAGES = ("train", "valid", "evaluate", "generate")
 # Keys a stage may override under dataset.<stage>, with their defaults.
 _STAGE_KEYS = {
     "batch_size": 16,

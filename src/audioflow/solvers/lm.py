@@ -382,16 +382,17 @@ class LMSolver(StandardSolver):
         return lm_samples.generate_samples(self)
 
     # -- export ----------------------------------------------------------------------------------
-    def exports(self) -> dict:
-        """What a published LM package holds beside its weights: the codec's lineage."""
-        return {
-            "codec": {
-                "source": str(self.codec.source),
-                "signature": (self.codec.lineage or {}).get("signature"),
-                "content_hash": self.codec.content_hash,
-                "n_q": self.n_q,
-                "cardinality": self.card,
-                "frame_rate": self.frame_rate,
-                "sample_rate": self.sample_rate,
-            }
+    def exports(self):
+        """The LM's weights, and the lineage of the codec whose tokens it models."""
+        from audioflow.solvers.exports import Export
+
+        codec = {
+            "source": str(self.codec.source),
+            "signature": (self.codec.lineage or {}).get("signature"),
+            "content_hash": self.codec.content_hash,
+            "n_q": self.n_q,
+            "cardinality": self.card,
+            "frame_rate": self.frame_rate,
+            "sample_rate": self.sample_rate,
         }
+        return Export(modules={"model": self.lm}, metadata={"codec": codec})

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from audioflow import atomic
+from audioflow.config.layout import HISTORY_FILE
 
 
 def final_metrics(history: list[dict]) -> dict:
@@ -52,7 +53,7 @@ def write_report(xp_folder: Path, metrics_path: Path, history_path: Path) -> Non
         FileNotFoundError: the XP folder has no history.json.
         ValueError: the history has no evaluate stage.
     """
-    history_file = Path(xp_folder) / "history.json"
+    history_file = Path(xp_folder) / HISTORY_FILE
     if not history_file.exists():
         raise FileNotFoundError(f"{history_file} does not exist: run the XP first")
     history = json.loads(history_file.read_text())

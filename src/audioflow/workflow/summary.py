@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from audioflow.config.layout import MARKER_RE, SAMPLES_DIR, STAGES_DIR, marker_path, xp_folder
+
 from .plan import XPPlan, resolve_plans
 from .publication import published_signature
 from .xps import GridError, xp_specs
@@ -64,29 +66,32 @@ def describe_xp(plan: XPPlan, folder: Path) -> list[str]:
     Returns:
         Human-readable lines, without trailing newlines.
     """
-    stages = folder / "stages"
-    done = [e for e in range(1, plan.epochs + 1) if (stages / f"valid_{e}.json").is_file()]
+    done = [e for e in range(1, plan.epochs + 1) if marker_path(folder, "valid", e).is_file()]
     lines = [f"XP {plan.name} ({plan.sig}): {len(done)}/{plan.epochs} epochs validated"]
     lines.append(f"  folder:    {folder}")
     if done:
         lines.append(
-            f"  valid:     {_format_metrics(_read_json(stages / f'valid_{done[-1]}.json'))}"
+            f"  valid:     {_format_metrics(_read_json(marker_path(folder, 'valid', done[-1])))}"
         )
-    evaluated = sorted(stages.glob("evaluate_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    evaluated = sorted(
+        (int(m.group(2)), path)
+        for path in (folder / STAGES_DIR).glob("*.json")
+        if (m := MARKER_RE.match(path.name)) and m.group(1) == "evaluate"
+    )
     if evaluated:
-        metrics = _format_metrics(_read_json(evaluated[-1]))
-        lines.append(f"  evaluate:  {metrics} ({evaluated[-1].stem})")
-        lm = describe_lm(_read_json(evaluated[-1]), stages)
+        epoch, path = evaluated[-1]
+        lines.append(f"  evaluate:  {_format_metrics(_read_json(path))} (evaluate_{epoch})")
+        lm = describe_lm(_read_json(path), folder)
         if lm:
             lines.append(f"  lm:        {lm}")
-    pages = sorted((folder / "samples").glob("**/*.html"), key=lambda p: p.stat().st_mtime)
+    pages = sorted((folder / SAMPLES_DIR).glob("**/*.html"), key=lambda p: p.stat().st_mtime)
     if pages:
         lines.append(f"  listen:    {pages[-1]}")
     lines.append(f"  inspect:   audioflow info {plan.sig}")
     return lines
 
 
-def describe_lm(evaluate: dict | None, stages: Path) -> str | None:
+def describe_lm(evaluate: dict | None, folder: Path) -> str | None:
     """A token LM's held-out cross-entropy beside its baselines, and its conditioning
     accuracy (from the last generate); None for an XP that is not a token LM."""
     if not evaluate or "unigram_ce" not in evaluate:
@@ -95,13 +100,17 @@ def describe_lm(evaluate: dict | None, stages: Path) -> str | None:
         f"held-out CE {evaluate['ce']:.3f} nats/token = {evaluate['ce_ratio_unigram']:.2f} x "
         f"unigram ({evaluate['unigram_ce']:.3f}); uniform {evaluate['uniform_ce']:.3f}"
     )
-    generated = sorted(stages.glob("generate_*.json"), key=lambda p: int(p.stem.split("_")[1]))
-    metrics = _read_json(generated[-1]) if generated else None
+    generated = sorted(
+        (int(m.group(2)), path)
+        for path in (folder / STAGES_DIR).glob("*.json")
+        if (m := MARKER_RE.match(path.name)) and m.group(1) == "generate"
+    )
+    metrics = _read_json(generated[-1][1]) if generated else None
     if metrics and "cond_acc" in metrics:
         text += (
             f"; conditioning accuracy {metrics['cond_acc']:.0%} (prompted "
             f"{metrics['cond_acc_prompted']:.0%}, classifier on real clips "
-            f"{metrics['classifier_acc_real']:.0%}; {generated[-1].stem})"
+            f"{metrics['classifier_acc_real']:.0%}; generate_{generated[-1][0]})"
         )
     return text
 
@@ -146,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, GridError, ConfigError, yaml.YAMLError) as exc:
         print(f"workflow summary: {exc}", file=sys.stderr)
         return 2
-    xps = Path(cluster["xp_root"]) / "xps"
     for plan in plans:
-        print("\n".join(describe_xp(plan, xps / plan.sig)))
+        print("\n".join(describe_xp(plan, xp_folder(cluster["xp_root"], plan.sig))))
     by_name = {plan.name: plan for plan in plans}
     for item in config.get("publish") or []:
         source = by_name.get(item["xp"])

@@ -23,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, report
-    from ..folder import CONFIG_FILE, OVERRIDES_FILE, XPS_DIR
+    from ..layout import CONFIG_FILE, OVERRIDES_FILE, xps_dir
     from ..status import format_best, read_status
     from ..teams import xp_root
 
     try:
-        root = xp_root() / XPS_DIR
+        root = xps_dir(xp_root())
     except ConfigError as exc:
         return report(exc, "audioflow ls")
     folders = [p for p in root.glob("*") if (p / CONFIG_FILE).is_file()] if root.is_dir() else []

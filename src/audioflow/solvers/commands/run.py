@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-STAGES = ("train", "valid", "evaluate", "generate")
+from audioflow.config.layout import STAGES
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stage", choices=STAGES, help="run only this stage (needs --epoch)")
     parser.add_argument("--epoch", type=int, help="epoch of --stage (from 1)")
+    parser.add_argument(
+        "--expect-sig",
+        metavar="SIG",
+        help="refuse to run unless the overrides sign as SIG (workflow stage jobs)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +65,8 @@ def _torchrun(args: argparse.Namespace) -> int:
         argv.append("--accept-drift")
     if args.stage:
         argv += ["--stage", args.stage, "--epoch", str(args.epoch)]
+    if args.expect_sig:
+        argv += ["--expect-sig", args.expect_sig]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc-per-node={args.nproc}", "-m", "audioflow.cli", "run", *argv]
     proc = subprocess.Popen(cmd)
@@ -78,7 +85,11 @@ def _error(message: str, code: int) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    from audioflow.atomic import DiskFullError
+    from audioflow.config import signature
     from audioflow.config.errors import ConfigError
+    from audioflow.config.folder import sig_mismatch
+    from audioflow.config.layout import is_signature
 
     args = _reparse(args)
     if (args.stage is None) != (args.epoch is None):
@@ -87,7 +98,16 @@ def main(args: argparse.Namespace) -> int:
         return _error(f"--epoch {args.epoch}: epochs count from 1", 2)
     if args.nproc < 1:
         return _error(f"--nproc {args.nproc}: must be at least 1", 2)
+    if args.expect_sig is not None and not is_signature(args.expect_sig):
+        return _error(f"--expect-sig {args.expect_sig}: not a signature (8 hex characters)", 2)
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        if args.expect_sig is not None:  # refused here, not once per spawned worker
+            try:
+                sig = signature(args.overrides, args.config_dir)
+            except ConfigError as exc:
+                return _error(str(exc), exc.exit_code)
+            if sig != args.expect_sig:
+                return _error(sig_mismatch(sig, args.expect_sig), 2)
         return _torchrun(args)
     if args.config_dir:
         config_dir = Path(args.config_dir).resolve()
@@ -96,7 +116,7 @@ def main(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(config_dir))  # solver classes may live beside their configs
     try:
         return _run(args)
-    except ConfigError as exc:
+    except (ConfigError, DiskFullError) as exc:  # one line, exit 2: retrying cannot help
         return _error(str(exc), exc.exit_code)
 
 
@@ -106,7 +126,12 @@ def _run(args: argparse.Namespace) -> int:
     from audioflow.config.lock import xp_lock
     from audioflow.config.xp import set_current_xp
 
-    xp = get_xp(args.overrides, config_dir=args.config_dir, accept_drift=args.accept_drift)
+    xp = get_xp(
+        args.overrides,
+        config_dir=args.config_dir,
+        accept_drift=args.accept_drift,
+        expect_sig=args.expect_sig,
+    )
     epochs = int(xp.cfg.optim.epochs)
     if args.epoch is not None and args.epoch > epochs:
         _forget_new_xp(xp)
