@@ -16,7 +16,16 @@ from audioflow.solvers.commands import run as run_command
 def _overrides(corpus, *extra):
     data = [f"datasource.{k}={v}" for k, v in corpus.items()]
     data.append(f"datasource.generate={corpus['evaluate']}")
-    small = ["optim.epochs=1", "optim.updates_per_epoch=4", "generate.samples_per_condition=1"]
+    small = [
+        "optim.epochs=1",
+        "optim.updates_per_epoch=4",
+        "transformer_lm.dim=32",
+        "transformer_lm.num_layers=1",
+        "dataset.segment_duration=1.0",
+        "generate.duration=1.0",
+        "generate.samples_per_condition=1",
+        "classifier.steps=50",
+    ]
     return ["solver=lm/debug", "conditioner=label", *data, *small, *extra]
 
 
@@ -83,3 +92,34 @@ def test_a_short_run_evaluates_beside_baselines_and_generates_a_page(lm_env, cor
     )
     assert run_command.main(args) == 0
     assert _digest(page.parent) == first
+
+
+def test_export_records_the_codec_and_a_new_codec_retrains_the_lm(lm_env, corpus, capsys):
+    from audioflow.config.layout import LATEST_CHECKPOINT
+    from audioflow.models import load_codec
+    from audioflow.solvers import checkpoint
+    from audioflow.solvers.commands.export import export
+
+    from .codec_helpers import write_codec_package
+
+    overrides = _overrides(corpus, "generate.every=0", "optim.epochs=2")
+    assert _run(overrides, capsys)[0] == 0
+    (folder,) = (lm_env / "xp_root" / "xps").iterdir()
+    codec = load_codec("//reference/demo_codec")
+    package = export(folder.name, str(lm_env / "demo_lm"))
+    metadata = json.loads((package / "metadata.json").read_text())
+    assert metadata["codec"]["content_hash"] == codec.content_hash
+    assert metadata["codec"]["signature"] == codec.lineage["signature"]
+    assert metadata["codec"]["n_q"] == 4 and metadata["solver"] == "lm"
+
+    # the same run again is a no-op; after a new codec is published it trains again
+    assert _run(overrides, capsys)[0] == 0
+    assert not (folder / "stale_codec").exists()
+    write_codec_package(lm_env / "reference" / "demo_codec", seed=1)
+    assert _run(overrides, capsys)[0] == 0
+    stale = folder / "stale_codec" / codec.content_hash[:16]
+    assert (stale / LATEST_CHECKPOINT).is_file() and (stale / "history.json").is_file()
+    payload = checkpoint.load(folder / LATEST_CHECKPOINT)
+    new = load_codec("//reference/demo_codec")
+    assert payload["state"]["codec_record"]["content_hash"] == new.content_hash
+    assert [entry["epoch"] for entry in json.loads((folder / "history.json").read_text())] == [1, 2]
