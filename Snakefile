@@ -25,5 +25,6 @@ rule all:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/tokens.smk"
 include: "workflow/rules/stages.smk"
 include: "workflow/rules/publish.smk"

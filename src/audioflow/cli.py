@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("audioflow.solvers.commands.run", "train an XP (whole loop or one stage)"),
     "export": ("audioflow.solvers.commands.export", "export an XP's best model as a package"),
     "codec": ("audioflow.solvers.commands.codec", "encode/decode audio with a codec package"),
+    "asr": ("audioflow.solvers.commands.asr", "transcribe audio files with a speech recognizer"),
     "manifest": ("audioflow.data.commands.manifest", "scan audio folders into a manifest"),
     "synth": ("audioflow.data.commands.synth", "write the synthetic demo corpus"),
     "launch": ("audioflow.launch.commands.launch", "run a stage command through a launcher"),

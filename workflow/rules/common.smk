@@ -140,6 +140,12 @@ def train_inputs(wildcards):
     # ancient(): a rebuilt manifest (dvc checkout, a rerun of the data rules) must not
     # retrain finished epochs; the signature, not the data's mtime, names what was trained.
     inputs = {"manifests": [ancient(path) for path in plan.manifests]}
+    try:  # the token caches of an LM XP (workflow/rules/tokens.smk)
+        inputs["tokens"] = token_records(
+            plan.overrides, plan.manifests, TOKENS_DIR, config["config_dir"]
+        )
+    except ConfigError as exc:
+        raise WorkflowError(f"XP {plan.sig} ({plan.name}): {exc}") from None
     if previous is not None:
         inputs["previous"] = marker(plan.sig, "train", previous)
     if valid is not None:

@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
 
+from .layout import STAGES
+
 PRECISIONS = ("fp32", "bf16", "fp16")
 # What torch.device accepts for the accelerators audioflow runs on.
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 _AT_LEAST_ONE = ("optim.epochs", "optim.updates_per_epoch", "dataset.batch_size")
-_STAGES = ("train", "valid", "evaluate", "generate")
 
 
 def check_values(cfg: DictConfig | dict) -> list[str]:
@@ -29,7 +30,7 @@ def check_values(cfg: DictConfig | dict) -> list[str]:
         value = _select(cfg, key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             problems.append(f"{key}={value}: must be at least 1")
-    for key in ("dataset.num_workers", *(f"dataset.{s}.num_workers" for s in _STAGES)):
+    for key in ("dataset.num_workers", *(f"dataset.{s}.num_workers" for s in STAGES)):
         value = _select(cfg, key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             problems.append(

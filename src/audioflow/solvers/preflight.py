@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from audioflow.config import layout
 from audioflow.config.errors import ConfigError
 
-STAGES = ("train", "valid", "evaluate", "generate")
 # Keys every StandardSolver run reads (solver/default.yaml and config.yaml set them).
 REQUIRED = ("solver", "device", "seed", "optim.epochs", "optim.updates_per_epoch")
 
@@ -66,7 +65,7 @@ def batch_problems(cfg, nproc: int) -> list[str]:
     if nproc <= 1:
         return []
     problems = []
-    for key in ("dataset.batch_size", *(f"dataset.{stage}.batch_size" for stage in STAGES)):
+    for key in ("dataset.batch_size", *(f"dataset.{stage}.batch_size" for stage in layout.STAGES)):
         value = OmegaConf.select(cfg, key, default=None)
         if isinstance(value, int) and not isinstance(value, bool) and value % nproc:
             problems.append(

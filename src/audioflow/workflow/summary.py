@@ -98,11 +98,38 @@ def describe_xp(plan: XPPlan, folder: Path) -> list[str]:
     if evaluated:
         epoch, path = evaluated[-1]
         lines.append(f"  evaluate:  {_format_metrics(_read_json(path))} (evaluate_{epoch})")
+        lm = describe_lm(_read_json(path), folder)
+        if lm:
+            lines.append(f"  lm:        {lm}")
     pages = sorted((folder / SAMPLES_DIR).glob("**/*.html"), key=lambda p: p.stat().st_mtime)
     if pages:
         lines.append(f"  listen:    {pages[-1]}")
     lines.append(f"  inspect:   audioflow info {plan.sig}")
     return lines
+
+
+def describe_lm(evaluate: dict | None, folder: Path) -> str | None:
+    """A token LM's held-out cross-entropy beside its baselines, and its conditioning
+    accuracy (from the last generate); None for an XP that is not a token LM."""
+    if not evaluate or "unigram_ce" not in evaluate:
+        return None
+    text = (
+        f"held-out CE {evaluate['ce']:.3f} nats/token = {evaluate['ce_ratio_unigram']:.2f} x "
+        f"unigram ({evaluate['unigram_ce']:.3f}); uniform {evaluate['uniform_ce']:.3f}"
+    )
+    generated = sorted(
+        (int(m.group(2)), path)
+        for path in (folder / STAGES_DIR).glob("*.json")
+        if (m := MARKER_RE.match(path.name)) and m.group(1) == "generate"
+    )
+    metrics = _read_json(generated[-1][1]) if generated else None
+    if metrics and "cond_acc" in metrics:
+        text += (
+            f"; conditioning accuracy {metrics['cond_acc']:.0%} (prompted "
+            f"{metrics['cond_acc_prompted']:.0%}, classifier on real clips "
+            f"{metrics['classifier_acc_real']:.0%}; generate_{generated[-1][0]})"
+        )
+    return text
 
 
 def describe_reference(name: str, xp: str, sig: str, folder: Path) -> str:

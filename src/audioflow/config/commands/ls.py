@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import layout
+
 DEFAULT_WORKFLOW = Path("config/workflow.yaml")
-STAGE_ORDER = ("train", "valid", "evaluate", "generate")
 NOT_STARTED = "not started"
 MIN_OVERRIDES_WIDTH = 16
 
@@ -106,7 +107,7 @@ def last_metrics(history: list) -> dict[str, Any]:
     for entry in history:
         if not isinstance(entry, dict):
             continue
-        for stage in STAGE_ORDER:
+        for stage in layout.STAGES:
             section = entry.get(stage)
             if isinstance(section, dict):
                 found.update({f"{stage}.{k}": v for k, v in section.items()})
