@@ -13,7 +13,9 @@ report, then renders into docs/pictures/:
   against that Prometheus (`apt-get install prometheus`) and drawn with matplotlib (Grafana
   itself is not needed);
 - workflow_dag.png: `snakemake --dag` of the demo workflow through Graphviz
-  (`apt-get install graphviz`).
+  (`apt-get install graphviz`);
+- dvc_plot_mel_distance.png: a plot of `dvc plots show` (dvc.yaml) over the run's report
+  CSVs, rendered offline by `python -m audioflow.workflow.dvc_plots`.
 """
 
 from __future__ import annotations
@@ -277,6 +279,24 @@ def grafana_panels(url: str, start: float, end: float, target: Path) -> None:
     plt.close(fig)
 
 
+def dvc_plot(work: Path, folder: Path, target: Path) -> None:
+    """`dvc plots show` of the shipped dvc.yaml over the run's report CSVs, rendered offline."""
+    from audioflow.workflow import dvc_plots
+    from audioflow.workflow.report import write_report
+
+    repo = work / "dvc"
+    reports = repo / "reports" / "demo_codec"
+    reports.mkdir(parents=True)
+    shutil.copy2(REPO / "dvc.yaml", repo / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=repo, check=True)
+    files = [reports / n for n in ("metrics.json", "history.csv", "updates.csv")]
+    write_report(folder, *files)
+    specs = dvc_plots.plot_specs(repo)
+    dvc_plots.render({"mel_distance": specs["mel_distance"]}, work / "plots")
+    shutil.copy2(work / "plots" / "mel_distance.png", target)
+
+
 def _finite(item: dict) -> bool:
     return any(v not in ("NaN", "+Inf", "-Inf") for _, v in item["values"])
 
@@ -337,6 +357,7 @@ def main() -> int:
         screenshot(folder / "report" / "index.html", OUT / "report.png", 1400, 2000)
         tensorboard_scalars(folder, OUT / "tensorboard_scalars.png")
         workflow_dag(work, OUT / "workflow_dag.png")
+        dvc_plot(work, folder, OUT / "dvc_plot_mel_distance.png")
     for name in sorted(OUT.glob("*.png")):
         print(name)
     return 0
