@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STAGES = ("train", "valid", "evaluate", "generate")
+from audioflow.config.layout import STAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"audioflow k8s render: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT_CODE
     stage_args = ["run", *pod_overrides(xp.overrides, exclude_patterns(xp.cfg))]
+    # The pod refuses to run if the overrides no longer sign as the XP it was rendered for.
+    stage_args += ["--expect-sig", xp.sig]
     # Options after the overrides, as the workflow's run_overrides puts them.
     if args.config_dir is not None:
         stage_args += ["--config-dir", args.config_dir]
