@@ -146,8 +146,10 @@ def test_a_job_queued_by_kueue_is_not_held_to_the_start_deadline(tmp_path):
         job = make_job(tmp_path)
         settings = replace(SETTINGS, queue="gpus")
         assert launcher(api, settings).launch(job) == 0
-        submitted = api.cluster.requests[1]
-        assert submitted[0] == "POST"
+        _, kind, created = api.cluster.events[0]  # the Job as submitted
+        assert kind == "ADDED" and created["spec"]["suspend"] is True
+        assert created["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpus"
+        assert not requests(api, "DELETE", "/jobs")
     assert "admitted" in read(job.log_path)
 
 
