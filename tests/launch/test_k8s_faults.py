@@ -409,3 +409,31 @@ def test_a_deletion_that_never_completes_is_one_line(tmp_path, capsys):
     stuck = [line for line in err if "still exists" in line]
     assert len(stuck) == 1 and "Traceback" not in "\n".join(err)
     assert f"kubectl -n {NS} describe job {NAME}" in stuck[0]
+
+
+def test_the_start_clock_runs_only_while_a_needed_pod_has_not_started():
+    from audioflow.launch.k8s_watch import StartDeadline, StartTimeout
+
+    now = [0.0]
+    deadline = StartDeadline(10, nodes=2, events=lambda: [], clock=lambda: now[0])
+
+    def pod(index: int, phase: str) -> dict:
+        annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
+        meta = {"name": f"p{index}-{phase}", "annotations": annotations}
+        return {"metadata": meta, "status": {"phase": phase}}
+
+    job = {"spec": {}}
+    running = [pod(0, "Running"), pod(1, "Running")]
+    deadline.check(job, running)
+    now[0] = 100.0
+    deadline.check(job, running)  # all started: no clock
+    restarting = [*running, pod(1, "Pending")]  # node 1 lost, its replacement pending
+    deadline.check(job, restarting)
+    now[0] = 109.0
+    deadline.check(job, restarting)
+    deadline.check({"spec": {"suspend": True}}, restarting)  # requeued by Kueue: reset
+    now[0] = 115.0
+    deadline.check(job, restarting)  # the clock starts again
+    now[0] = 125.5
+    with pytest.raises(StartTimeout, match=r"1/2 pod\(s\) running after 10s"):
+        deadline.check(job, restarting)
