@@ -121,8 +121,9 @@ def test_pods_that_never_start_end_within_the_deadline_with_the_reason(
         started = time.monotonic()
         assert launcher(api).launch(job) == code
         took = time.monotonic() - started
-        # The deadline, plus at most one watch request and its read timeout.
-        assert START_TIMEOUT <= took < START_TIMEOUT + 2 + 3
+        # The deadline, plus at most one watch request and its read timeout (and slack
+        # for a loaded machine).
+        assert START_TIMEOUT <= took < START_TIMEOUT + 2 + 5
         assert len(requests(api, "DELETE", f"/jobs/{NAME}")) == 1
         assert api.cluster.wait_for(lambda: not api.cluster.jobs, 5)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if "pod(s) running" in ln]
@@ -167,7 +168,7 @@ def test_a_silent_watch_is_reopened_within_its_timeout(tmp_path):
         started = time.monotonic()
         assert launcher(api).launch(make_job(tmp_path)) == 0
         # watch_seconds (1) + read_timeout (1), then the Job is read afresh.
-        assert time.monotonic() - started < 6
+        assert time.monotonic() - started < 8
         assert requests(api, "GET", f"/jobs/{NAME}")
 
 
