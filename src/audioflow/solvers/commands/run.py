@@ -97,7 +97,9 @@ def _torchrun(args: argparse.Namespace, nproc: int) -> int:
         argv += ["--stage", args.stage, "--epoch", str(args.epoch)]
     if args.expect_sig:
         argv += ["--expect-sig", args.expect_sig]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    # audioflow's torchrun entry keeps a worker's config-error status (2) and prints no
+    # ChildFailedError traceback (plain torchrun exits 1 after one).
+    cmd = [sys.executable, "-m", "audioflow.launch.torchrun", "--standalone"]
     cmd += [f"--nproc-per-node={nproc}", "-m", "audioflow.cli", "run", *argv]
     proc = subprocess.Popen(cmd)
 
