@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
     from audioflow.atomic import DiskFullError
     from audioflow.config.errors import ConfigError, report
     from audioflow.config.layout import is_signature
+    from audioflow.config.teams import use_config_dir
 
     args = _reparse(args)
     if (args.stage is None) != (args.epoch is None):
@@ -139,8 +140,12 @@ def main(args: argparse.Namespace) -> int:
     # A process that torchrun started for `run -d N` was checked by its parent.
     spawned = "LOCAL_RANK" in os.environ and _world_size() > 1
     try:
+        # The user's teams/ first, for every lookup of this process (the XP root, //reference
+        # paths); -f may then name the config folder its XP was composed with.
+        use_config_dir(args.config_dir)
         if args.from_sig:
             _follow(args)
+            use_config_dir(args.config_dir)
         if args.config_dir:
             config_dir = Path(args.config_dir).resolve()
             sys.path.insert(0, str(config_dir))  # solver classes may live beside their configs
