@@ -293,17 +293,20 @@ def _nolock():
 
 def _solve(xp, args: argparse.Namespace) -> int:
 
-    from .. import preflight
-    from ..base import NonFiniteLossError
+    from .. import base, preflight
     from ..checkpoint import CheckpointError
 
+    # A stage that fails honestly (no usable checkpoint, non-finite losses, weights or
+    # metrics) is one line and exit status 1; the stage error exists once the solver has it.
+    stage_error = getattr(base, "NonFiniteStageError", None)
+    failures = (CheckpointError, base.NonFiniteLossError, *([stage_error] if stage_error else []))
     solver = preflight.solver_class(xp.cfg)(xp.cfg)
     try:
         if args.stage is None:
             solver.run()
         else:
             solver.run_stage(args.stage, args.epoch)
-    except (CheckpointError, NonFiniteLossError) as exc:
+    except failures as exc:
         solver.logger.error("%s", exc)
         return _error(str(exc), 1)
     return 0
