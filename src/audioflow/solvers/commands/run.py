@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from audioflow.config import layout
 from audioflow.config.layout import STAGES
 
 
@@ -151,7 +152,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # What a new XP's folder holds before its first stage writes anything.
-_NEW_XP_FILES = {"config.yaml", "overrides.json", "delta.json", ".config.lock", "locks"}
+_NEW_XP_FILES = {
+    layout.CONFIG_FILE,
+    layout.OVERRIDES_FILE,
+    layout.DELTA_FILE,
+    layout.MUTEX_FILE,
+    layout.LOCKS_DIR,
+}
 
 
 def _forget_new_xp(xp) -> None:
