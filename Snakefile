@@ -23,5 +23,6 @@ rule all:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/speech.smk"
 include: "workflow/rules/stages.smk"
 include: "workflow/rules/publish.smk"
