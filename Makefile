@@ -8,7 +8,12 @@ export PATH := $(BIN):$(PATH)
 # One thread per process keeps 2-core machines responsive when several jobs run at once.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo demo-speech espeak test test-slow test-gpu lint format bench clean
+.PHONY: setup system-packages demo demo-speech test test-slow test-gpu lint format bench clean
+
+# Commands the tests run for real (a Prometheus server, promtool, a Pushgateway, espeak-ng
+# for the spoken corpus), as command:debian-package; `make test` installs the missing ones
+# when run as root.
+TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway espeak-ng:espeak-ng
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,19 +23,27 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+system-packages:
+	@need=$$(for pair in $(TEST_COMMANDS); do \
+	  command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done | sort -u | paste -sd ' '); \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	else \
+	  echo "missing system packages: $$need (as root: apt-get install $$need); their tests are skipped" >&2; \
+	fi
+
 demo: setup
 	$(BIN)/snakemake --cores 2
 	@$(BIN)/python -m audioflow.workflow.summary
 
-# The speech demo: the spoken-digit corpus (espeak-ng) and an ASR XP, published to
-# reference/demo_asr; its own workflow config keeps `make demo` as it is.
-demo-speech: setup espeak
+# The speech demo: the spoken-digit corpus (espeak-ng) and an ASR XP published to
+# reference/demo_asr; its own workflow config, so `make demo` stays as it is.
+demo-speech: setup system-packages
+	@command -v espeak-ng >/dev/null || { echo "demo-speech needs espeak-ng: apt-get install -y espeak-ng (as root)" >&2; exit 2; }
 	$(BIN)/snakemake --cores 2 --configfile config/workflow_speech.yaml
 	@$(BIN)/python -m audioflow.workflow.summary --configfile config/workflow.yaml --configfile config/workflow_speech.yaml
-
-# espeak-ng speaks the speech demo corpus (and its tests): installed as root, else named.
-espeak:
-	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; } || { echo "espeak-ng is missing: run 'apt-get install -y espeak-ng' as root" >&2; exit 2; }
 
 lint: setup
 	$(BIN)/ruff check .
@@ -40,7 +53,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: system-packages lint
 	$(BIN)/pytest
 
 test-slow: setup

@@ -25,7 +25,8 @@ if shutil.which("audioflow") is None and (BIN / "audioflow").exists():
 CONDA_ENV = "../../environment.yml"
 
 try:
-    CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
+    # where XPs and references live: team/cluster (teams/ of config_dir first), not signature
+    CLUSTER = cluster_config(config.get("config_dir"))
 except ConfigError as exc:
     raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
 
@@ -139,6 +140,12 @@ def train_inputs(wildcards):
     # ancient(): a rebuilt manifest (dvc checkout, a rerun of the data rules) must not
     # retrain finished epochs; the signature, not the data's mtime, names what was trained.
     inputs = {"manifests": [ancient(path) for path in plan.manifests]}
+    try:  # the token caches of an LM XP (workflow/rules/tokens.smk)
+        inputs["tokens"] = token_records(
+            plan.overrides, plan.manifests, TOKENS_DIR, config["config_dir"]
+        )
+    except ConfigError as exc:
+        raise WorkflowError(f"XP {plan.sig} ({plan.name}): {exc}") from None
     if previous is not None:
         inputs["previous"] = marker(plan.sig, "train", previous)
     if valid is not None:
