@@ -14,12 +14,14 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        expand(rules.xp_report.output[0], sig=list(BY_SIG)),
 
 
 include: "workflow/rules/data.smk"

@@ -48,7 +48,7 @@ class DiskFullError(OSError):
         super().__init__(
             cause.errno,
             f"no space left on {self.path.parent} (writing {self.path.name}): free space "
-            "there or move the XP root (AUDIOFLOW_XP_DIR); the previous file is kept",
+            "there or move the XP root (AUDIOFLOW_XP_DIR); any previous version is kept",
         )
 
     def __str__(self) -> str:

@@ -25,7 +25,8 @@ if shutil.which("audioflow") is None and (BIN / "audioflow").exists():
 CONDA_ENV = "../../environment.yml"
 
 try:
-    CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
+    # where XPs and references live: team/cluster (teams/ of config_dir first), not signature
+    CLUSTER = cluster_config(config.get("config_dir"))
 except ConfigError as exc:
     raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
 

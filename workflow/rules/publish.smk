@@ -30,14 +30,15 @@ rule publish:
         " && mv {output}.tmp {output}"
 
 
-# Report rule: the published XP's final evaluate metrics (JSON) and per-epoch history
-# (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
+# Report rule: the published XP's final evaluate metrics (JSON), per-epoch and per-update
+# histories (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
 rule report:
     input:
         publish_inputs,
     output:
         metrics="reports/{name}/metrics.json",
         history="reports/{name}/history.csv",
+        updates="reports/{name}/updates.csv",
     log:
         "logs/reports/{name}.log",
     params:
@@ -52,4 +53,5 @@ rule report:
         name=PUBLISHED_NAMES,
     shell:
         "{params.python} -m audioflow.workflow.report {params.folder} {output.metrics} {output.history}"
+        " {output.updates}"
         " > {log} 2>&1"

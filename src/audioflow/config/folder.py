@@ -6,7 +6,8 @@ refused, key by key, unless accepted explicitly, and each acceptance is recorded
 ``drift.json`` so the folder's history stays readable.
 
 Files written here (each atomically: temp file, fsync, rename):
-``overrides.json`` (list of override strings, first creator's order), ``delta.json``
+``overrides.json`` (list of override strings, first creator's order), ``config_dir.json``
+(the user config folder it was composed with), ``delta.json``
 (the signature's (key, value) pairs), ``config.yaml`` (the resolved config, written last),
 ``drift.json`` (accepted drifts: time, old and new values).
 """
@@ -30,9 +31,9 @@ from audioflow import atomic
 from . import layout
 from .composition import compose_parts, fingerprint, search_dirs
 from .errors import ConfigError, DriftError
-from .layout import CONFIG_FILE, DELTA_FILE, DRIFT_FILE, MUTEX_FILE, OVERRIDES_FILE
+from .layout import CONFIG_DIR_FILE, CONFIG_FILE, DELTA_FILE, DRIFT_FILE, MUTEX_FILE, OVERRIDES_FILE
 from .signing import diff_flat, exclude_patterns, flatten, is_excluded, signed_delta
-from .teams import cluster_config, xp_root
+from .teams import cluster_config
 from .xp import XP
 
 
@@ -114,6 +115,7 @@ def _store(
     resolved: dict,
     patterns: list[str],
     accept_drift: bool,
+    config_dir: Path | None = None,
 ) -> bool:
     """Create the folder's files, or check the stored config against ``resolved``.
 
@@ -125,6 +127,9 @@ def _store(
     if not config_path.exists():
         if not (folder / OVERRIDES_FILE).exists():
             atomic.write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+            # With the overrides, what `audioflow run -f SIG` needs to compose it again.
+            source = {"config_dir": None if config_dir is None else str(config_dir)}
+            atomic.write_text(folder / CONFIG_DIR_FILE, json.dumps(source) + "\n")
         atomic.write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
         atomic.write_text(config_path, text)  # last: its presence means the folder is complete
         return True
@@ -157,9 +162,10 @@ def sig_mismatch(sig: str, expected: str) -> str:
     )
 
 
-def xp_folder(sig: str) -> Path:
-    """``<xp_root>/xps/<sig>`` for the selected team/cluster."""
-    return layout.xp_folder(xp_root(), sig)
+def xp_folder(sig: str, config_dir: str | os.PathLike | None = None) -> Path:
+    """``<xp_root>/xps/<sig>`` for the selected team/cluster (its team file looked up in
+    ``config_dir`` first)."""
+    return layout.xp_folder(cluster_config(config_dir)["xp_root"], sig)
 
 
 def get_xp(
@@ -194,13 +200,21 @@ def get_xp(
     if expect_sig is not None and sig != expect_sig:
         raise ConfigError(sig_mismatch(sig, expect_sig))
     resolved = _resolve(parts.cfg)
-    folder = xp_folder(sig)
+    folder = xp_folder(sig, config_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_mutex(folder):
         # What a writer killed mid-save (a node lost, kill -9) left: never a complete file.
         atomic.remove_stale_temps([folder, folder / layout.STAGES_DIR])
+        user_dir = None if config_dir is None else Path(config_dir).expanduser().absolute()
         created = _store(
-            folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift
+            folder,
+            sig,
+            overrides,
+            delta,
+            resolved,
+            exclude_patterns(parts.cfg),
+            accept_drift,
+            user_dir,
         )
     return XP(
         sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta, created=created

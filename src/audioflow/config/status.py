@@ -7,6 +7,7 @@ listing hundreds of XPs stays fast and never imports torch.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,15 @@ class XPStatus:
     """The state of one XP folder.
 
     Attributes:
-        status: ``running`` (a lock is held), ``done`` (history has ``optim.epochs``
-            entries), ``partial`` (some epochs or a checkpoint) or ``new``.
+        status: ``running`` (a lock is held), ``failed`` (a result is not finite: NaN or
+            infinite), ``done`` (history has ``optim.epochs`` entries), ``partial`` (some
+            epochs or a checkpoint) or ``new``.
         epoch: the last epoch in history.json (0 when none).
         epochs: ``optim.epochs`` of the stored config (None when unknown).
         last: the last history entry (``{"epoch": E, "train": {...}, ...}``) or {}.
         best: the content of best.json or {}.
         running: names of the locks held (``train``, ``valid``, ...).
+        nonfinite: the first non-finite result, e.g. ``valid.loss=nan at epoch 2``.
     """
 
     status: str
@@ -37,6 +40,7 @@ class XPStatus:
     last: dict = field(default_factory=dict)
     best: dict = field(default_factory=dict)
     running: list[str] = field(default_factory=list)
+    nonfinite: str | None = None
 
 
 def _json(path: Path, default: Any) -> Any:
@@ -55,6 +59,31 @@ def _epochs(folder: Path) -> int | None:
         return None
 
 
+# How JSON writers spell what is not a finite number (json.dumps, strict writers, YAML).
+_NONFINITE_TEXT = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", ".nan", ".inf", "-.inf"}
+
+
+def is_nonfinite(value: Any) -> bool:
+    """Whether a stored metric is NaN or infinite (a float, or such a float as text)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, str) and value.strip().lower() in _NONFINITE_TEXT
+
+
+def first_nonfinite(history: list) -> str | None:
+    """``stage.metric=value at epoch E`` for the first non-finite metric in a history."""
+    for entry in history:
+        if not isinstance(entry, dict):
+            continue
+        for stage, metrics in entry.items():
+            if not isinstance(metrics, dict):
+                continue
+            for key, value in metrics.items():
+                if is_nonfinite(value):
+                    return f"{stage}.{key}={value} at epoch {entry.get('epoch', '?')}"
+    return None
+
+
 def read_status(folder: Path) -> XPStatus:
     """The status of the XP in ``folder``."""
     folder = Path(folder)
@@ -66,15 +95,21 @@ def read_status(folder: Path) -> XPStatus:
     epoch = int(last.get("epoch", len(history))) if last else 0
     epochs = _epochs(folder)
     running = held_locks(folder)
+    # A run on NaN weights may go through every epoch: it is never "done".
+    nonfinite = first_nonfinite(history)
+    if nonfinite is None and is_nonfinite(best.get("value")):
+        nonfinite = f"best {best.get('metric', 'value')}={best['value']}"
     if running:
         status = "running"
+    elif nonfinite:
+        status = "failed"
     elif epochs is not None and len(history) >= epochs:
         status = "done"
     elif history or (folder / LATEST_CHECKPOINT).exists():
         status = "partial"
     else:
         status = "new"
-    return XPStatus(status, epoch, epochs, last, best, running)
+    return XPStatus(status, epoch, epochs, last, best, running, nonfinite)
 
 
 def format_best(best: dict) -> str:

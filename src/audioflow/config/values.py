@@ -8,10 +8,13 @@ not have are skipped.
 
 from __future__ import annotations
 
+import math
 import re
 from urllib.parse import urlsplit
 
 from omegaconf import DictConfig, OmegaConf
+
+from .layout import STAGES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 # What torch.device accepts for the accelerators audioflow runs on.
@@ -27,6 +30,17 @@ def check_values(cfg: DictConfig | dict) -> list[str]:
         value = _select(cfg, key)
         if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             problems.append(f"{key}={value}: must be at least 1")
+    for key in ("dataset.num_workers", *(f"dataset.{s}.num_workers" for s in STAGES)):
+        value = _select(cfg, key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            problems.append(
+                f"{key}={value}: DataLoader workers must be 0 (load in the main process) or more"
+            )
+    lr = _select(cfg, "optim.lr")
+    # An infinite LR is a run that diverges, which the solver's non-finite policy reports;
+    # NaN or a negative LR is never meant and fails deep inside torch (0 freezes weights).
+    if isinstance(lr, int | float) and not isinstance(lr, bool) and (math.isnan(lr) or lr < 0):
+        problems.append(f"optim.lr={lr}: the learning rate must be a number, 0 or more (e.g. 1e-4)")
     precision = _select(cfg, "optim.precision")
     if precision is not None and precision not in PRECISIONS:
         problems.append(f"optim.precision={precision}: use one of {', '.join(PRECISIONS)}")

@@ -61,6 +61,7 @@ class PendingSave:
     def __init__(self, path: Path, future: Future | None = None):
         self.path = Path(path)
         self._future = future
+        self._reported = False  # its error was raised by wait(): wait_pending skips it
 
     def done(self) -> bool:
         """Whether the file is written (or the save failed)."""
@@ -73,8 +74,17 @@ class PendingSave:
             DiskFullError: the disk filled up (the previous file is kept).
             OSError: another write error.
         """
-        if self._future is not None:
+        if self._future is None:
+            return
+        try:
             self._future.result()
+        except BaseException:
+            self._reported = True
+            raise
+
+    def _settled(self) -> bool:
+        """Done, and nothing left for :func:`wait_pending` to report."""
+        return self.done() and (self._reported or self._future.exception() is None)
 
 
 _writer: ThreadPoolExecutor | None = None
@@ -83,8 +93,10 @@ _lock = threading.Lock()
 
 
 def _write(payload: dict, path: Path) -> None:
-    with atomic.replacing(path) as tmp:
-        torch.save(payload, tmp)
+    # A file object of ours, closed whatever happens: torch's own writer (a path given to
+    # torch.save) stays open while its error is kept, holding a full disk's space.
+    with atomic.replacing(path) as tmp, open(tmp, "xb") as f:
+        torch.save(payload, f)
 
 
 def _host_copy(obj: Any, memo: dict) -> Any:
@@ -145,6 +157,7 @@ def save(payload: dict, path: Path, *, background: bool = False) -> PendingSave:
         if _writer is None:
             _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         handle = PendingSave(path, _writer.submit(_write, snapshot, path))
+        _pending[:] = [h for h in _pending if not h._settled()]
         _pending.append(handle)
     return handle
 
@@ -153,17 +166,20 @@ def wait_pending() -> None:
     """Block until every background save of this process is on disk.
 
     Raises:
-        DiskFullError, OSError: the first failed save's error (all are waited for).
+        DiskFullError, OSError: the first error of a failed save that no ``wait()`` has
+            raised yet (all saves are waited for).
     """
     with _lock:
         pending = list(_pending)
         _pending.clear()
     errors = []
     for handle in pending:
+        reported = handle._reported
         try:
             handle.wait()
         except Exception as exc:  # noqa: BLE001 - re-raised below, after waiting for all
-            errors.append(exc)
+            if not reported:
+                errors.append(exc)
     if errors:
         raise errors[0]
 

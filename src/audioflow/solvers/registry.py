@@ -11,6 +11,7 @@ import importlib
 
 SOLVERS: dict[str, str] = {
     "compression": "audioflow.solvers.compression:CompressionSolver",
+    "asr": "audioflow.solvers.asr:AsrSolver",
     "lm": "audioflow.solvers.lm:LMSolver",
 }
 

@@ -1,8 +1,10 @@
 """Print where a workflow's results are: XP folders, last metrics, listening pages, references.
 
 Run after `snakemake` (``make demo`` does): ``python -m audioflow.workflow.summary
-[--configfile config/workflow.yaml ...]``. It reads the same workflow config as the
-Snakefile (later files override earlier ones, key by key, as ``--configfile`` does).
+[--configfile config/workflow.yaml ...] [--config KEY=VALUE ...]``. It reads the same
+workflow config as the Snakefile (later files override earlier ones, key by key, as
+``--configfile`` does; ``--config`` values, YAML, replace keys as Snakemake's do), so
+``--config 'grids=["config/grids/lr_sweep.yaml"]'`` lists that grid's XPs too.
 """
 
 from __future__ import annotations
@@ -34,6 +36,21 @@ def load_workflow_config(paths: list[Path]) -> dict:
                 config[key] = {**config[key], **value}
             else:
                 config[key] = value
+    return config
+
+
+def apply_config_values(config: dict, items: list[str]) -> dict:
+    """Snakemake's ``--config KEY=VALUE``: each value (YAML) replaces the top-level key.
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE``.
+    """
+    config = dict(config)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item}: write KEY=VALUE, e.g. 'grids=[\"g.yaml\"]'")
+        config[key] = yaml.safe_load(value)
     return config
 
 
@@ -138,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="workflow config file(s); default: config/workflow.yaml",
     )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="workflow config values, as given to snakemake --config",
+    )
     args = parser.parse_args(argv)
     from audioflow.config import ConfigError, cluster_config
 
     paths = args.configfile or [Path("config/workflow.yaml")]
     try:
-        config = load_workflow_config(paths)
+        config = apply_config_values(load_workflow_config(paths), args.config)
         specs = xp_specs(config.get("xps") or [], config.get("grids") or [], Path.cwd())
         plans = resolve_plans(
             specs,
@@ -151,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             cache_file=Path(".snakemake/audioflow/plans.json"),
             watched=[PACKAGE_ROOT.parents[1] / "config", PACKAGE_ROOT / "config"],
         )
-        cluster = cluster_config()
-    except (OSError, GridError, ConfigError, yaml.YAMLError) as exc:
+        cluster = cluster_config(config.get("config_dir"))
+    except (OSError, ValueError, GridError, ConfigError, yaml.YAMLError) as exc:
         print(f"workflow summary: {exc}", file=sys.stderr)
         return 2
     for plan in plans:
