@@ -14,8 +14,8 @@ import re
 import pytest
 import yaml
 
-from tests.integration.dvc_helpers import run
-from tests.integration.test_dvc_repro import _copy_checkout, _env
+from .dvc_helpers import run
+from .test_dvc_repro import _copy_checkout, _env
 
 LM_TINY = [
     "solver=lm/debug",
