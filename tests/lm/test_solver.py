@@ -75,7 +75,7 @@ def test_a_short_run_evaluates_beside_baselines_and_generates_a_page(lm_env, cor
     for name in ("chirp", "noise", "speech", "tone", "unprompted", "prompted", "real"):
         assert name in text
     first = _digest(page.parent)
-    assert len(first) == 12  # 4 classes x (real, unprompted, prompted)
+    assert len(first) == 16  # 4 classes x (real, codec, unprompted, prompted)
 
     # the same seed generates the very same samples (the stage alone, from the best state)
     assert _run(_overrides(corpus), capsys, "--stage", "generate", "--epoch", "1")[0] == 0
