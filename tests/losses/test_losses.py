@@ -59,3 +59,15 @@ def test_frozen_discriminator_gets_no_gradient_but_input_does():
     assert x.grad.abs().sum() > 0
     assert all(p.grad is None for p in disc.parameters())
     assert all(p.requires_grad for p in disc.parameters())  # restored afterwards
+
+
+def test_mel_loss_pulls_a_quiet_estimate_back_up():
+    """An estimate far below the floor still gets a gradient (a clamp at the floor gave
+    none, so a reconstruction that grew quiet stayed quiet)."""
+    from audioflow.losses.spectral import MultiScaleMelLoss
+
+    torch.manual_seed(0)
+    target = torch.randn(1, 1, 4000) * 0.3
+    estimate = (torch.randn(1, 1, 4000) * 1e-7).requires_grad_(True)
+    MultiScaleMelLoss(16000, range_start=6, range_end=9)(estimate, target).backward()
+    assert estimate.grad.abs().max() > 0

@@ -137,3 +137,33 @@ def test_dropout_draws_continue_after_a_state_round_trip():
     resumed.load_state_dict(rvq.state_dict())
     expected = [rvq(x, frame_rate=50).codes.shape[1] for _ in range(8)]
     assert [resumed(x, frame_rate=50).codes.shape[1] for _ in range(8)] == expected
+
+
+def test_a_replaced_code_is_not_replaced_again_at_once():
+    """Codes replaced once get time to attract vectors: on a stable distribution the
+    replacements stop (they were ~all unused codes at every update: the size a replaced
+    code started from fell under the threshold after one unused step)."""
+    torch.manual_seed(0)
+    # 400 vectors for 1024 codes: most codes are unused at any one update, as in a small
+    # batch at a low frame rate
+    book = EuclideanCodebook(8, 1024, decay=0.99, init="kmeans", threshold_ema_dead_code=0.1)
+    book.train()
+    data = torch.randn(4096, 8)
+    replaced = []
+    for _ in range(30):
+        book(data[torch.randint(0, 4096, (400,))])
+        replaced.append(book.last_replaced)
+    # the first updates replace the codes k-means left empty; then replacements stop
+    assert sum(replaced[10:]) <= 5, replaced
+
+
+def test_rvq_hands_the_encoder_the_gradient_once():
+    """Straight-through over the whole stack: d(quantized)/d(x) is the identity whatever
+    the number of codebooks (each layer's own straight-through summed gave n_q x)."""
+    torch.manual_seed(0)
+    rvq = ResidualVectorQuantizer(dimension=4, n_q=6, bins=16, threshold_ema_dead_code=0)
+    rvq.train()
+    x = torch.randn(2, 4, 50, requires_grad=True)
+    out = rvq(x, frame_rate=50.0)
+    out.x.sum().backward()
+    assert torch.allclose(x.grad, torch.ones_like(x))

@@ -17,42 +17,16 @@ import soundfile as sf
 import torch
 
 from audioflow.cli import main
-from audioflow.config.xp import set_current_xp
-from audioflow.data.manifest import build_manifest
-from audioflow.data.synth import write_corpus
 
-TINY = [
-    "solver=compression/debug",
-    "optim.epochs=1",
-    "optim.updates_per_epoch=2",
-    "dataset.batch_size=2",
-    "dataset.valid.num_samples=2",
-    "dataset.evaluate.num_samples=2",
-    "dataset.generate.num_samples=1",
-    "logging.log_tensorboard=false",
-]
+from .tiny_codec import train_tiny_codec
 
 
 @pytest.fixture(scope="module")
 def xp(tmp_path_factory):
     """(signature, XP folder, XP root) of the tiny XP, trained to a best state."""
-    from audioflow.config import get_xp
-    from audioflow.solvers.registry import get_solver_class
-
     root = tmp_path_factory.mktemp("export_guard")
-    write_corpus(root / "data", 4, 1)
-    manifest = root / "data" / "manifest.jsonl.gz"
-    build_manifest([root / "data"], manifest, workers=1)
-    sources = [f"datasource.{s}={manifest}" for s in ("train", "valid", "evaluate", "generate")]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AUDIOFLOW_XP_DIR", str(root / "xps"))
-        try:
-            cfg = get_xp([*TINY, *sources])
-            set_current_xp(cfg)
-            get_solver_class(str(cfg.cfg.solver))(cfg.cfg).run()
-        finally:
-            set_current_xp(None)
-    return cfg.sig, Path(cfg.folder), root / "xps"
+    xp = train_tiny_codec(root)
+    return xp.sig, Path(xp.folder), root / "xps"
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ class MelSpectrogramL1(nn.Module):
         n_fft: STFT and window size; hop is n_fft // 4.
         n_mels: mel bands.
         alpha: weight of the L2 term.
-        floor: clamp before the log, so silence does not dominate.
+        floor: added before the log, so silence does not dominate.
     """
 
     def __init__(
@@ -61,7 +61,10 @@ class MelSpectrogramL1(nn.Module):
         self.alpha, self.floor = alpha, floor
 
     def log_mel(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, n_mels, frames)
-        return self.mel(x.float()).clamp(min=self.floor).log()
+        # log(mel + floor), as AudioCraft's mel loss: a clamp at the floor has no gradient
+        # below it, so an output that grew quiet got no spectral pull back up and the
+        # waveform L1 term shrank it to a constant.
+        return (self.mel(x.float()) + self.floor).log()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         mx, my = self.log_mel(x), self.log_mel(y)
@@ -120,8 +123,9 @@ class MultiResolutionSTFTLoss(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         total = x.new_zeros((), dtype=torch.float32)
         for spec in self.specs:
-            sx = spec(x.float()).clamp(min=self.eps)
-            sy = spec(y.float()).clamp(min=self.eps)
+            # + eps rather than a clamp: a clamp gives no gradient to quiet bins
+            sx = spec(x.float()) + self.eps
+            sy = spec(y.float()) + self.eps
             convergence = torch.linalg.norm(sy - sx) / torch.linalg.norm(sy).clamp(min=self.eps)
             total = total + convergence + F.l1_loss(sx.log(), sy.log())
         return total / len(self.specs)

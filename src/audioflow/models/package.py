@@ -4,7 +4,9 @@ Layout (all three files are needed to use the model without its XP):
 
 - ``model.th``: the codec's ``state_dict`` (tensors only: ``torch.load(weights_only=True)``);
 - ``config.yaml``: the XP's fully resolved config, from which the model is rebuilt;
-- ``metadata.json``: signature, manifest hashes, code version, metrics.
+- ``metadata.json``: the codec contract (sample rate, channels, frame rate, codebooks,
+  cardinality, bandwidths), the lineage (signature, manifest hashes, code version), the
+  loader that reads the package back and the metrics.
 
 The package is written into a temporary sibling folder and renamed into place, so a
 reader never sees a half-written package.
@@ -209,3 +211,34 @@ def _read_metadata(path: Path) -> dict:
     if not isinstance(metadata, dict):
         raise PackageError(f"{path}: not a JSON object; export the package again")
     return metadata
+
+
+def _require_files(root: Path) -> None:
+    missing = [name for name in FILES if not (root / name).is_file()]
+    if missing:
+        raise PackageError(
+            f"{root}: not a package (missing {', '.join(missing)}); "
+            "create one with `audioflow export SIG -o DIR`"
+        )
+
+
+def read_metadata(folder: str | os.PathLike) -> dict:
+    """The ``metadata.json`` of a package.
+
+    Raises:
+        PackageError: not a package, or the file is not a JSON object.
+    """
+    root = Path(folder)
+    _require_files(root)
+    return _read_metadata(root / "metadata.json")
+
+
+def read_config(folder: str | os.PathLike):
+    """The resolved config (``config.yaml``) of a package.
+
+    Raises:
+        PackageError: not a package, or the file is not a YAML mapping.
+    """
+    root = Path(folder)
+    _require_files(root)
+    return _read_config(root / "config.yaml")

@@ -126,11 +126,15 @@ class EuclideanCodebook(nn.Module):
             return
         fresh = sample_vectors(x, self.bins)
         _broadcast(fresh)
+        # A replaced code starts at the mean size of a code (batch vectors / bins), not at
+        # the threshold: from the threshold one unused step (size * decay) made it dead
+        # again, so every code the last batch did not pick was replaced at every update
+        # and the codebook never settled. From the mean size it has
+        # log(mean / threshold) / (1 - decay) updates to attract vectors.
+        size = max(float(self.cluster_size.sum()) / self.bins, self.threshold_ema_dead_code)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        fresh_avg = fresh * self.threshold_ema_dead_code
-        self.embed_avg.copy_(torch.where(dead[:, None], fresh_avg, self.embed_avg))
-        # a replaced code gets the threshold as its size: one step to attract vectors
-        self.cluster_size.masked_fill_(dead, self.threshold_ema_dead_code)
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * size, self.embed_avg))
+        self.cluster_size.masked_fill_(dead, size)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest code index of every row of ``x`` (N, D) -> (N,)."""
@@ -271,8 +275,8 @@ class ResidualVectorQuantizer(nn.Module):
         codes, losses, metrics = [], [], {}
         for i, layer in enumerate(self.layers[:n_q]):
             q, c, commit = layer(residual)
-            # detach keeps each layer's gradient to its own residual, as EnCodec does
-            residual = residual - q.detach()
+            q = q.detach()  # the codes' values; the gradient goes straight through below
+            residual = residual - q
             quantized = quantized + q
             codes.append(c)
             losses.append(commit)
@@ -280,6 +284,12 @@ class ResidualVectorQuantizer(nn.Module):
                 used = torch.unique(c).numel() / self.bins
                 metrics[f"codebook_usage_{i}"] = used
                 metrics[f"dead_codes_replaced_{i}"] = layer.codebook.last_replaced
+        if self.training:
+            # One straight-through estimator over the whole stack: the encoder gets the
+            # decoder's gradient once. Summing each layer's straight-through output (as
+            # before) handed it n_q times over, so clipping the total norm starved the
+            # decoder (EnCodec's issue 25 has the same fix).
+            quantized = x + (quantized - x).detach()
         bw = torch.tensor(self.bandwidth(n_q, frame_rate), device=x.device)
         return QuantizedResult(
             quantized, torch.stack(codes, 1), bw, torch.stack(losses).mean(), metrics

@@ -32,6 +32,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from audioflow import atomic
 from audioflow.config import layout
 from audioflow.config.xp import current_xp
 
@@ -742,7 +743,7 @@ class StandardSolver(ABC):
         payload.update({"metric": name, "value": self.best.value, "state": self.best.state})
         checkpoint.save(payload, self.folder / layout.BEST_CHECKPOINT)
         info = {"epoch": self.best.epoch, "metric": name, "value": self.best.value}
-        checkpoint.write_json({**info, "valid": metrics}, self.folder / layout.BEST_FILE)
+        atomic.write_json({**info, "valid": metrics}, self.folder / layout.BEST_FILE)
 
     def _load_best_file(self) -> bool:
         """Read best.th into ``best`` (stage runs); False when there is none yet."""

@@ -44,6 +44,16 @@ def _source_label(name: str, info: dict) -> str:
     return f"{name} ({Path(info['path']).name} @ {float(info.get('seek_time', 0.0)):.2f} s)"
 
 
+class _CodecOnly:
+    """A codec seen through ``state_dict`` without its discriminator (what export writes)."""
+
+    def __init__(self, codec):
+        self.codec = codec
+
+    def state_dict(self) -> dict:
+        return codec_state_dict(self.codec.state_dict())
+
+
 class CompressionSolver(StandardSolver):
     """Neural audio codec solver; config keys in config/solver/compression/*.yaml."""
 
@@ -152,6 +162,29 @@ class CompressionSolver(StandardSolver):
         logits_real, _ = disc(x)
         logits_fake_d, _ = disc(y.detach())
         return gen_loss, hinge_disc_loss(logits_real, logits_fake_d), adv_terms
+
+    # -- export ------------------------------------------------------------------------------
+    def exports(self):
+        """The codec (without the discriminator), its contract and the codec loader."""
+        from audioflow.models.codec_ref import CodecContract
+        from audioflow.solvers.exports import Export
+
+        codec = self.codec
+        contract = CodecContract.of_model(codec)
+        return Export(
+            modules={"model": _CodecOnly(codec)},
+            metadata={
+                "contract": contract.to_dict(),
+                "sample_rate": contract.sample_rate,
+                "channels": contract.channels,
+                "frame_rate": contract.frame_rate,
+                "n_q": contract.n_q,
+                "cardinality": contract.cardinality,
+                "bitrate_kbps": contract.bitrate_kbps,
+                "bandwidths_kbps": list(contract.bandwidths),
+            },
+            loader="audioflow.models.codec_ref:load_codec",
+        )
 
     # -- evaluate / generate -----------------------------------------------------------------
     def _codebook_counts(self, key: str) -> list[int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from audioflow.config.layout import HISTORY_FILE, MARKER_RE, STAGES, STAGES_DIR, marker_path
 
-from .checkpoint import write_json
+from audioflow.atomic import write_json
 
 
 def read_marker(folder: Path, stage: str, epoch: int) -> dict | None:

@@ -1,11 +1,13 @@
-"""Export an XP's best codec as a standalone package.
+"""Export an XP's best model as a standalone package (any solver that exports).
 
   audioflow export SIG -o DIR [--force]
 
-DIR receives model.th (the codec's weights, loadable with torch.load(weights_only=True)),
-config.yaml (the XP's resolved config) and metadata.json (signature, manifest hashes,
-code version, best and evaluate metrics). Use the package with `audioflow codec`, with
-`continue_from=DIR`, or publish it as //reference/NAME.
+DIR receives model.th (the exported weights, loadable with torch.load(weights_only=True)),
+config.yaml (the XP's resolved config) and metadata.json (what the solver declares, e.g. a
+codec's contract, the lineage: signature, manifest hashes, code version, the loader, best
+and evaluate metrics). Load it back with `audioflow.solvers.exports.load_export(DIR)` (a
+codec also with `audioflow.models.load_codec(DIR)` and `audioflow codec`), continue from
+it with `continue_from=DIR`, or publish it as //reference/NAME.
 """
 
 from __future__ import annotations
@@ -113,8 +115,11 @@ def _evaluate_metrics(folder: Path) -> dict:
 def export(sig: str, output: str, force: bool = False) -> Path:
     """Write the package of XP ``sig`` to ``output``.
 
+    What is packaged is the solver's :class:`~audioflow.solvers.exports.Export` (its
+    ``exports()``, or its registered best modules), loaded with the XP's best state.
+
     Raises:
-        ConfigError: unknown XP, not a compression XP, or a corrupt history.json.
+        ConfigError: unknown XP, a solver that exports nothing, or a corrupt history.json.
         CheckpointError: the XP has no usable best state yet.
         PackageError: the destination exists (without ``force``).
         OutputError: the destination cannot receive a package.
@@ -123,41 +128,51 @@ def export(sig: str, output: str, force: bool = False) -> Path:
 
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
-    from audioflow.models.builders import build_compression_model
+    from audioflow.config.layout import BEST_CHECKPOINT
     from audioflow.models.package import check_destination, write_package
-    from audioflow.solvers import checkpoint
-    from audioflow.solvers.compression import codec_state_dict
+    from audioflow.solvers import checkpoint, exports
+    from audioflow.solvers.registry import get_solver_class
 
     # Refused before the XP is read: an unusable -o is known at once and nothing is written.
     check_destination(output, overwrite=force)
     xp = xp_from_sig(sig)
     cfg = xp.cfg
-    if str(cfg.get("solver")) != "compression":
-        raise ConfigError(f"XP {sig} trains solver={cfg.get('solver')}; export handles compression")
-    best_path = Path(xp.folder) / checkpoint.BEST
+    refusal = exports.export_refusal(str(cfg.get("solver")))
+    if refusal:
+        raise ConfigError(f"XP {sig}: {refusal}")
+    best_path = Path(xp.folder) / BEST_CHECKPOINT
     if not best_path.exists():
         raise checkpoint.CheckpointError(
             f"{best_path}: no best state yet; run the XP through a valid stage first"
         )
     best = checkpoint.load(best_path, sig=xp.sig, kind="best")
-    state = codec_state_dict(best["state"]["model"])
-    model = build_compression_model(cfg)
-    model.load_state_dict(state)  # refuse to package weights that do not fit the config
+    try:
+        solver = exports.model_only_solver(get_solver_class(str(cfg.solver)), cfg, xp=xp)
+        # refuse to package weights that do not fit the config
+        exports.load_best_into(solver, best["state"])
+        spec = exports.solver_export(solver)
+    except exports.ExportError as exc:
+        raise ConfigError(f"XP {sig}: {exc}") from None
     metadata = {
         "signature": xp.sig,
         "overrides": list(xp.overrides),
-        "solver": "compression",
-        "sample_rate": model.sample_rate,
-        "channels": model.channels,
-        "frame_rate": model.frame_rate,
-        "bandwidths_kbps": model.bandwidths(),
+        "solver": str(cfg.solver),
+        "exports": list(spec.modules),
+        "loader": spec.loader,
+        **spec.metadata,
+        "lineage": {
+            "signature": xp.sig,
+            "overrides": list(xp.overrides),
+            "manifests": manifest_hashes(OmegaConf.select(cfg, "datasource")),
+            "code_version": code_version(),
+        },
         "best": {"epoch": best.get("epoch"), "metric": best.get("metric"), "value": best["value"]},
         "metrics": _evaluate_metrics(Path(xp.folder)),
         "manifests": manifest_hashes(OmegaConf.select(cfg, "datasource")),
         "code_version": code_version(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return write_package(output, state, cfg, metadata, overwrite=force)
+    return write_package(output, spec.state(), cfg, metadata, overwrite=force)
 
 
 def main(args) -> int:
