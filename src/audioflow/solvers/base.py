@@ -341,6 +341,8 @@ class StandardSolver(ABC):
         for e in range(self.trained_epochs + 1, epoch + 1):
             self.epoch = e
             metrics = self._run("train", lambda: self._reduce(self.train()))
+            # every rank took the same skip decisions (the gradients are all-reduced)
+            metrics["skipped_updates"] = float(self.loop.skipped)
             self._check_finite_weights()
             self.commit("train", metrics, epoch_file=epoch_files)
         self.epoch = epoch
@@ -460,7 +462,6 @@ class StandardSolver(ABC):
         label = f"{stage} {self.epoch}/{self.settings.epochs}"
         log_every = self.settings.log_updates
         progress = logs.Progress(self.logger, label, total, start, log_every, self.is_rank_zero)
-        accum = self.settings.accum_grad if train else 1
         pending: list[dict] = []
         items = 0
         t_wait = self._clock()
@@ -487,7 +488,7 @@ class StandardSolver(ABC):
                 progress.step(shown)
                 if train and ended:
                     # Monitors count every update; TensorBoard keeps the logging cadence.
-                    self._report_update(shown, metrics, accum, t_step, t_wait, progress)
+                    self._report_update(shown, metrics, window, t_step, t_wait, progress)
                 t_wait = self._clock()
         finally:
             progress.close()
@@ -499,9 +500,9 @@ class StandardSolver(ABC):
         """One micro-batch through the optimizer protocol.
 
         Returns:
-            ``(metrics, window)``: the step's metrics, detached (a window keeps no graph),
-            with ``lr/<opt>`` and ``grad_norm/<opt>`` at a window's end; the window's
-            :class:`~audioflow.optim.WindowResult`, or None inside a window.
+            ``(metrics, window)``: the step's metrics, detached (a window keeps no graph);
+            the window's :class:`~audioflow.optim.WindowResult` (its ``lr/<opt>`` and
+            ``grad_norm/<opt>`` go to the per-update reports), or None inside a window.
         """
         step_num = (self.epoch - 1) * self._micro_per_epoch() + self.loop.micro + 1
         with self.protocol.micro_step(step_num, self._ddp_modules):
@@ -510,10 +511,7 @@ class StandardSolver(ABC):
                 losses = {k: v for k, v in metrics.items() if v is None or torch.is_tensor(v)}
                 self.protocol.backward_losses(losses)
         window = self.protocol.finish_micro_step()
-        metrics = _detached(metrics)
-        if window is not None:
-            metrics.update(window.metrics())
-        return metrics, window
+        return _detached(metrics), window
 
     def _after_update(self, pending: list[dict], window) -> list[dict]:
         """NaN policy and EMA after an update; returns the metrics its means keep.
@@ -567,18 +565,26 @@ class StandardSolver(ABC):
                 f"{limit}; lower optim.lr, check the data, or use precision=fp32"
             )
 
-    def _report_update(self, shown, metrics, accum, t_step, t_wait, progress) -> None:
+    def _report_update(self, shown, metrics, window, t_step, t_wait, progress) -> None:
+        """Per-update reports: the running means (TensorBoard, at the logging cadence) and
+        this update's metrics (monitors), each with this update's ``lr/<opt>`` and
+        ``grad_norm/<opt>``."""
         step = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
+        monitor = self._monitor
+        active = monitor is not None and getattr(monitor, "active", True)
+        if not active and not (self.is_rank_zero and shown is not None):
+            return  # nothing reads this update: no host read of the grad norms
+        optim = logs.scalar_floats(window.metrics())
         if self.is_rank_zero and shown is not None:
-            self.tensorboard.add("train_updates", shown, step)
-        if self._monitor is not None and getattr(self._monitor, "active", True):
+            self.tensorboard.add("train_updates", {**shown, **optim}, step)
+        if active:
             # plain floats, as the monitor expects (only an active monitor pays the host
             # read, one per device rather than one per metric)
-            metrics = logs.scalar_floats(metrics)
-            self._monitor.update(
+            metrics = {**logs.scalar_floats(metrics), **optim}
+            monitor.update(
                 metrics,
-                self.protocol.lrs(),
-                self.settings.batch_size * accum,
+                window.lrs,
+                self.settings.batch_size * self.settings.accum_grad,
                 self._clock() - t_step,
                 t_step - t_wait,
                 progress.done / max(1, progress.total),
@@ -662,11 +668,10 @@ class StandardSolver(ABC):
             mine = per_rank[self.rank]  # same world size: this rank's own state
         self._train_avg.load_state_dict(mine["train_metrics"], self.device)
         rng.set_state(mine["rng"])
-        self.logger.info(
-            "resumed after epoch %d, update %d of the next",
-            self.trained_epochs,
-            self.loop.update,
-        )
+        epoch, update, done = self.trained_epochs + 1, self.loop.update, ""
+        if self.loop.micro == 0 and epoch > 1:  # between epochs: the last one is done
+            epoch, update, done = epoch - 1, self.settings.updates_per_epoch, " (epoch done)"
+        self.logger.info("resumed at epoch %d, update %d%s", epoch, update, done)
         return True
 
     def save_checkpoint(self, epoch_file: bool = False) -> None:

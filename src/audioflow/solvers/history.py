@@ -12,9 +12,8 @@ import fcntl
 import json
 from pathlib import Path
 
-from audioflow.config.layout import HISTORY_FILE, MARKER_RE, STAGES, STAGES_DIR, marker_path
-
 from audioflow.atomic import write_json
+from audioflow.config.layout import HISTORY_FILE, MARKER_RE, STAGES, STAGES_DIR, marker_path
 
 
 def read_marker(folder: Path, stage: str, epoch: int) -> dict | None:
