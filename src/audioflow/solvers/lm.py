@@ -321,11 +321,9 @@ class LMSolver(StandardSolver):
         nll, count = self._nll(codes, frames, infos)
         ce = nll.sum() / count.sum().clamp(min=1)
         if self.is_training:
+            # the optimizer protocol clips to optim.max_norm and applies the NaN policy
             self.optimizer.zero_grad(set_to_none=True)
-            ce.backward()
-            max_norm = float(self.cfg.optim.max_norm)
-            if max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            self.backward(ce)
             self.optimizer.step()
         ce = ce.detach()
         metrics["ce"] = ce
