@@ -46,6 +46,7 @@ LM_TINY = [
     "generate.prompt_duration=0.1",
     "generate.samples_per_condition=1",
     "classifier.steps=20",
+    "logging.log_updates=1",  # a curve point per update (dvc plots)
 ]
 SYNTH = {
     "train": {"n": 8, "seed": 1},
