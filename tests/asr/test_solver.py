@@ -115,6 +115,9 @@ def test_evaluate_generate_export_and_transcribe(make_asr_solver, speech_corpus,
     assert cli(["asr", "transcribe", "--model", "//reference/demo_asr", *map(str, files)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    # an XP's best state (//sig/SIG) transcribes as its published package does
+    assert cli(["asr", "transcribe", "--model", f"//sig/{solver.xp.sig}", *map(str, files)]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
 
     # the package transcribes each file exactly as the best state decodes it greedily
     manifest = next(o for o in speech_corpus if o.startswith("datasource.evaluate="))
