@@ -26,6 +26,23 @@ from .test_dvc_s3 import S3Server
 from .test_workflow import LM_TINY, SYNTH, TINY
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+SPEECH_TINY = [
+    "solver=asr/debug",
+    "optim.epochs=1",
+    "optim.updates_per_epoch=2",
+    "asr_model.dim=32",
+    "asr_model.layers=1",
+    "asr_model.heads=2",
+    "asr_model.ffn_dim=64",
+    "dataset.batch_size=4",
+    "tokenizer.kind=char",
+    "decoding.beam_size=1",
+]
+SPEECH_SYNTH = {
+    "train": {"n": 8, "seed": 1, "voices": "train"},
+    "valid": {"n": 4, "seed": 2, "voices": "train"},
+    "evaluate": {"n": 4, "seed": 3, "voices": "test"},
+}
 
 
 def _env() -> dict:
@@ -54,6 +71,11 @@ def _copy_checkout(dest):
     config["xps"] = [{"name": "demo", "overrides": TINY}, {"name": "demo_lm", "overrides": LM_TINY}]
     config["synth"] = SYNTH
     workflow.write_text(yaml.safe_dump(config, sort_keys=False))
+    speech = dest / "config" / "workflow_speech.yaml"  # the speech demo, shrunk the same way
+    config = yaml.safe_load(speech.read_text())
+    config["xps"] = [{"name": "demo_speech", "overrides": SPEECH_TINY}]
+    config["speech_synth"] = SPEECH_SYNTH
+    speech.write_text(yaml.safe_dump(config, sort_keys=False))
     run("git", "init", "-q", cwd=dest)
     run("git", "config", "user.email", "ci@example.com", cwd=dest)
     run("git", "config", "user.name", "ci", cwd=dest)
@@ -99,6 +121,10 @@ def test_repro_builds_reference_metrics_and_plots_then_is_a_noop(reproduced):
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
     shown = run("dvc", "metrics", "show", "--json", cwd=repo, env=_env())
     assert "sisnr" in shown.stdout
+    # the speech demo: its corpus versioned, its recognizer published with WER/CER
+    asr = json.loads((repo / "reports" / "demo_asr" / "metrics.json").read_text())
+    assert 0 <= asr["wer"] and 0 <= asr["cer"] and (repo / "reference/demo_asr/model.th").is_file()
+    assert (repo / "data/speech/evaluate/manifest.jsonl.gz").stat().st_size > 0
 
     second = run("dvc", "repro", cwd=repo, env=_env())
     assert "Running stage" not in second.stdout
