@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sig", help="signature of the XP to export")
     parser.add_argument("-o", "--output", required=True, help="package folder to write")
     parser.add_argument("--force", action="store_true", help="replace an existing package")
+    parser.add_argument(
+        "--config-dir",
+        default=None,
+        help="user config folder of the XP (its solver module is imported from there)",
+    )
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -180,6 +185,12 @@ def main(args) -> int:
     from audioflow.models.package import PackageError
     from audioflow.solvers.checkpoint import CheckpointError
 
+    config_dir = getattr(args, "config_dir", None)
+    if config_dir:
+        folder = Path(config_dir).resolve()
+        if not folder.is_dir():
+            return _fail(f"--config-dir {config_dir}: no such folder", 2)
+        sys.path.insert(0, str(folder))  # solver classes may live beside their configs
     try:
         folder = export(args.sig, args.output, args.force)
     except ConfigError as exc:
