@@ -8,7 +8,11 @@ export PATH := $(BIN):$(PATH)
 # One thread per process keeps 2-core machines responsive when several jobs run at once.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup demo test test-slow test-gpu lint format bench clean
+.PHONY: setup system-packages demo test test-slow test-gpu lint format bench clean
+
+# Commands the tests run for real (a Prometheus server, promtool, a Pushgateway), as
+# command:debian-package; `make test` installs the missing ones when run as root.
+TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +21,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+system-packages:
+	@need=$$(for pair in $(TEST_COMMANDS); do \
+	  command -v "$${pair%%:*}" >/dev/null || echo "$${pair#*:}"; done | sort -u | paste -sd ' '); \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	else \
+	  echo "missing system packages: $$need (as root: apt-get install $$need); their tests are skipped" >&2; \
+	fi
 
 demo: setup
 	$(BIN)/snakemake --cores 2
@@ -30,7 +45,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: system-packages lint
 	$(BIN)/pytest
 
 test-slow: setup

@@ -14,17 +14,17 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        expand(rules.xp_report.output[0], sig=list(BY_SIG)),
 
 
 include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/valid.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/generate.smk"
+include: "workflow/rules/tokens.smk"
+include: "workflow/rules/stages.smk"
 include: "workflow/rules/publish.smk"

@@ -19,3 +19,29 @@ def _session_cache_dir(tmp_path_factory):
         os.environ.pop("AUDIOFLOW_CACHE_DIR", None)
     else:
         os.environ["AUDIOFLOW_CACHE_DIR"] = before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(kib)`` -> a folder on a file system of that size (a tmpfs, unmounted
+    afterwards), for real "no space left on device" errors. Needs root (CI runs as root)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(kib: int):
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -2,7 +2,9 @@
 
 Each entry maps a sub-command to the module that implements it and a one-line help.
 A command module has a docstring (shown by --help), ``add_arguments(parser)`` and
-``main(args) -> int``; it imports heavy libraries inside ``main`` only.
+``main(args) -> int``; it imports heavy libraries inside ``main`` only. A module whose
+``INTERMIXED`` names its list of positional arguments accepts them between options too
+(``audioflow sig A=1 --config-dir DIR B=2``).
 Modules are imported lazily so that light commands (sig, info, ls) never import torch.
 """
 
@@ -23,10 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("audioflow.solvers.commands.run", "train an XP (whole loop or one stage)"),
     "export": ("audioflow.solvers.commands.export", "export an XP's best model as a package"),
     "codec": ("audioflow.solvers.commands.codec", "encode/decode audio with a codec package"),
+    "asr": ("audioflow.solvers.commands.asr", "transcribe audio files with a speech recognizer"),
     "manifest": ("audioflow.data.commands.manifest", "scan audio folders into a manifest"),
     "synth": ("audioflow.data.commands.synth", "write the synthetic demo corpus"),
     "launch": ("audioflow.launch.commands.launch", "run a stage command through a launcher"),
     "k8s": ("audioflow.launch.commands.k8s", "render Kubernetes manifests"),
+    "report": ("audioflow.workflow.commands.report", "write an XP's HTML report (or several)"),
 }
 
 
@@ -44,7 +48,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             module = _load(name)
             cmd = sub.add_parser(name, help=COMMANDS[name][1], description=module.__doc__)
             module.add_arguments(cmd)
-            cmd.set_defaults(_main=module.main)
+            cmd.set_defaults(_main=module.main, _module=module.__name__)
         else:
             sub.add_parser(name, help=COMMANDS[name][1], add_help=False)
     return parser
@@ -72,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--"]:  # launchers separate the command from torchrun's options
         argv = argv[1:]
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    positional = getattr(sys.modules.get(getattr(args, "_module", "")), "INTERMIXED", None)
+    if rest and positional and not any(a.startswith("-") for a in rest):
+        getattr(args, positional).extend(rest)  # overrides given after an option
+    elif rest:
+        parser.parse_args(argv)  # argparse's own message and exit status for the rest
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return 2
@@ -89,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`audioflow ls | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Terminated:
         print(f"{name}: terminated", file=sys.stderr)
         return 143

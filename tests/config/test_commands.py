@@ -63,9 +63,11 @@ def test_ls_lists_status_epoch_best(capsys, cfg_dir):
     with xp_lock(running.folder, "valid"):
         code, out, _ = run(capsys, "ls")
     assert code == 0
-    lines = {line.split()[0]: line.split() for line in out.strip().splitlines()[1:]}
+    header, *rows = out.strip().splitlines()
+    assert header.split() == ["SIG", "STATUS", "EPOCH", "valid.loss", "OVERRIDES"]
+    lines = {line.split()[0]: line.split() for line in rows}
     assert lines[new.sig][1:4] == ["new", "0/2", "-"]
-    assert lines[done.sig][1:5] == ["done", "2/2", "loss=0.5", "optim.lr=0.5"]
+    assert lines[done.sig][1:5] == ["done", "2/2", "0.5", "optim.lr=0.5"]
     assert lines[running.sig][1] == "running"
 
 

@@ -103,6 +103,7 @@ def test_demo_workflow_end_to_end(tmp_path):
     assert all({"train", "valid"} <= set(entry) for entry in history)
     assert (xp / "checkpoint.th").is_file() and (xp / "best.th").is_file()
     assert any((xp / "samples").rglob("*.wav")) or any((xp / "samples").rglob("*.flac"))
+    assert 'src="charts/' in (xp / "report" / "index.html").read_text()  # the XP's report
     reference = tmp_path / "reference" / "tiny_codec"
     assert {"model.th", "config.yaml", "metadata.json"} <= {p.name for p in reference.iterdir()}
     assert json.loads((reference / "metadata.json").read_text())["signature"] == sig

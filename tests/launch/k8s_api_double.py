@@ -6,13 +6,22 @@ double serves the real REST paths and JSON shapes the launcher uses, on 127.0.0.
 - ``/apis/batch/v1/namespaces/{ns}/jobs`` (POST, GET with ``watch=true`` streaming events,
   ``fieldSelector``, ``resourceVersion``, ``timeoutSeconds``) and ``.../jobs/{name}``
   (GET, DELETE with ``propagationPolicy``);
-- ``/api/v1/namespaces/{ns}/services`` (POST) and ``.../services/{name}`` (GET);
-- ``/api/v1/namespaces/{ns}/pods?labelSelector=...`` (GET) and
-  ``.../pods/{name}/log`` (GET, ``follow=true`` streaming until the container ends).
+- ``/api/v1/namespaces/{ns}/services`` (POST) and ``.../services/{name}`` (GET, DELETE);
+- ``/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies`` (POST) and ``.../{name}``
+  (GET, DELETE);
+- ``/api/v1/namespaces/{ns}/pods?labelSelector=...`` (GET), ``.../pods/{name}`` (GET) and
+  ``.../pods/{name}/log`` (GET, ``follow=true`` streaming until the container ends,
+  ``timestamps=true`` stamping each line RFC3339Nano, ``sinceSeconds``);
+- ``/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject...`` (GET).
+
+Faults a real cluster shows, on demand: watches and log streams that send their headers
+and then nothing (``silent_watches``, ``silent_log_streams``), a log stream cut while its
+pod runs (``cut_log``), expired resourceVersions (``expired_below``), deletions that never
+complete (``stuck_deletions``), 403s, and names taken by other controllers.
 
 Tests play the Job controller and the kubelet through :class:`FakeCluster`'s methods
-(``add_pod``, ``write_log``, ``end_pod``, ``finish_job``), usually from a scenario function
-called in a thread when a Job is created.
+(``add_pod``, ``write_log``, ``end_pod``, ``finish_job``) or its :class:`JobController`,
+usually from a scenario function called in a thread when a Job is created.
 """
 
 from __future__ import annotations
@@ -21,15 +30,21 @@ import copy
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from .k8s_fake_cluster import FakeCluster, status
+from .k8s_fake_cluster import FakeCluster, rfc3339_nano, status
 
 _JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
 _SERVICES = re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")
-_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
+_POLICIES = re.compile(
+    r"^/apis/networking.k8s.io/v1/namespaces/([^/]+)/networkpolicies(?:/([^/]+))?$"
+)
+_PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?$")
 _LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+_EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
+SILENCE_SECONDS = 120  # how long a silent stream stays open (the client must give up first)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -93,19 +108,50 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, job)
             if method == "GET" and query.get("watch") == "true":
                 return self._watch_jobs(query)
-        if (m := _SERVICES.match(url.path)) and method == "POST":
-            return self._send(*c.create_service(self._body()))
-        if (m := _SERVICES.match(url.path)) and method == "GET" and m.group(2):
-            svc = c.services.get(m.group(2))
-            return self._send(200, svc) if svc else self._send(404, status(404, "NotFound", "no"))
-        if _PODS.match(url.path) and method == "GET":
-            return self._send(200, c.list_pods(query.get("labelSelector", "")))
+        for pattern, store, plural in (
+            (_SERVICES, c.services, "services"),
+            (_POLICIES, c.network_policies, "networkpolicies"),
+        ):
+            if m := pattern.match(url.path):
+                name = m.group(2)
+                if method == "POST" and not name:
+                    return self._send(*c.create_object(store, plural, self._body()))
+                if method == "DELETE" and name:
+                    return self._send(*c.delete_object(store, plural, name))
+                if method == "GET" and name:
+                    with c.cond:
+                        obj = copy.deepcopy(store.get(name))
+                    if obj is None:
+                        return self._send(404, status(404, "NotFound", f'{plural} "{name}"'))
+                    return self._send(200, obj)
+        if (m := _PODS.match(url.path)) and method == "GET":
+            if not m.group(2):
+                return self._send(200, c.list_pods(query.get("labelSelector", "")))
+            with c.cond:
+                pod = copy.deepcopy(c.pods.get(m.group(2)))
+            if pod is None:
+                return self._send(404, status(404, "NotFound", f'pods "{m.group(2)}" not found'))
+            return self._send(200, pod)
         if (m := _LOG.match(url.path)) and method == "GET":
-            return self._pod_log(m.group(2), query.get("follow") == "true")
+            return self._pod_log(m.group(2), query)
+        if _EVENTS.match(url.path) and method == "GET":
+            return self._send(200, c.list_events(query.get("fieldSelector", "")))
         self._send(404, status(404, "NotFound", f"the double does not serve {method} {url.path}"))
+
+    def _silence(self, content_type: str) -> None:
+        """Headers, then nothing: what a client sees from a dead node or a stuck proxy."""
+        self._start_stream(content_type)
+        c = self.cluster
+        with c.cond:
+            c.cond.wait_for(lambda: c.closed, SILENCE_SECONDS)
 
     def _watch_jobs(self, query: dict) -> None:
         c = self.cluster
+        with c.cond:
+            silent = c.silent_watches > 0
+            c.silent_watches -= silent
+        if silent:
+            return self._silence("application/json")
         name = query.get("fieldSelector", "").removeprefix("metadata.name=")
         since = int(query.get("resourceVersion") or 0)
         deadline = threading.Event()
@@ -139,25 +185,46 @@ class _Handler(BaseHTTPRequestHandler):
                 if job["metadata"]["name"] == name:
                     self._chunk(json.dumps({"type": kind, "object": job}).encode() + b"\n")
 
-    def _pod_log(self, pod: str, follow: bool) -> None:
+    def _pod_log(self, pod: str, query: dict) -> None:
         c = self.cluster
+        follow, stamped = query.get("follow") == "true", query.get("timestamps") == "true"
         with c.cond:
             phase = c.pods.get(pod, {}).get("status", {}).get("phase")
+            silent = c.silent_log_streams > 0 and phase is not None and phase != "Pending"
+            c.silent_log_streams -= silent
         if phase is None:
             return self._send(404, status(404, "NotFound", f'pods "{pod}" not found'))
         if phase == "Pending":
             msg = f'container "trainer" in pod "{pod}" is waiting to start: ContainerCreating'
             return self._send(400, status(400, "BadRequest", msg))
+        if silent:
+            return self._silence("text/plain")
+        since = 0
+        if "sinceSeconds" in query:
+            since = time.time_ns() - int(query["sinceSeconds"]) * 10**9
         self._start_stream("text/plain")
+        with c.cond:
+            cut = c.log_cuts[pod]
         sent = 0
         while True:
             with c.cond:
-                c.cond.wait_for(lambda n=sent: len(c.logs[pod]) > n or c.log_closed[pod], 0.5)
-                data, done = bytes(c.logs[pod][sent:]), c.log_closed[pod]
+                c.cond.wait_for(
+                    lambda n=sent: (
+                        len(c.logs[pod]) > n or c.log_closed[pod] or c.log_cuts[pod] != cut
+                    ),
+                    0.5,
+                )
+                lines, done = c.logs[pod][sent:], c.log_closed[pod]
+                was_cut = c.log_cuts[pod] != cut
+            data = b"".join(
+                (f"{rfc3339_nano(ns)} ".encode() if stamped else b"") + line
+                for ns, line in lines
+                if ns >= since
+            )
+            sent += len(lines)
             if data:
                 self._chunk(data)
-                sent += len(data)
-            if done or not follow or c.closed:
+            if done or was_cut or not follow or c.closed:
                 return self._end_stream()
 
     def do_GET(self) -> None:

@@ -1,8 +1,12 @@
-"""The state behind the Kubernetes API test double: Jobs, Services, pods and their logs.
+"""The state behind the Kubernetes API test double: Jobs, Services, NetworkPolicies, pods,
+their logs and the Jobs' events.
 
-Tests play the Job controller and the kubelet through :class:`FakeCluster`'s methods
-(``add_pod``, ``set_pod_status``, ``write_log``, ``end_pod``, ``finish_job``); the HTTP
-side (``k8s_api_double.py``) serves this state as the API server's REST paths and JSON.
+Tests play the kubelet through :class:`FakeCluster`'s methods (``add_pod``,
+``set_pod_status``, ``write_log``, ``cut_log``, ``end_pod``) and the Job controller
+either by hand (``finish_job``) or with :class:`JobController`, which applies the
+submitted Job's own podFailurePolicy and backoffLimit as Kubernetes documents them. The
+HTTP side (``k8s_api_double.py``) serves this state as the API server's REST paths and
+JSON.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,6 +24,14 @@ INDEX = "batch.kubernetes.io/job-completion-index"
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_nano(ns: int) -> str:
+    """As the kubelet stamps log lines: Go's RFC3339Nano, trailing zeros trimmed."""
+    seconds, frac = divmod(ns, 10**9)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
 
 
 def status(code: int, reason: str, message: str) -> dict:
@@ -42,8 +55,17 @@ class FakeCluster:
         self.jobs: dict[str, dict] = {}
         self.services: dict[str, dict] = {}
         self.pods: dict[str, dict] = {}
-        self.logs: dict[str, bytearray] = {}
+        self.network_policies: dict[str, dict] = {}
+        self.logs: dict[str, list[tuple[int, bytes]]] = {}  # pod -> (timestamp ns, line)
         self.log_closed: dict[str, bool] = {}
+        self.log_cuts: dict[str, int] = {}  # pod -> streams cut so far (cut_log)
+        self.job_events: dict[str, list[dict]] = {}  # Job name -> Event objects
+        # Requests answered with headers and then silence, as by a dead proxy or node.
+        self.silent_watches = 0
+        self.silent_log_streams = 0
+        # Deletions that never complete (a finalizer nobody removes).
+        self.stuck_deletions = False
+        self._last_ns = 0
         self.events: list[tuple[int, str, dict]] = []  # (resourceVersion, type, Job)
         self.requests: list[tuple[str, str, dict]] = []  # (method, path, query)
         self.expired_below = 0  # watches from an older resourceVersion get 410 Gone
@@ -89,6 +111,11 @@ class FakeCluster:
             job = self.jobs.get(name)
             if job is None:
                 return 404, status(404, "NotFound", f'jobs.batch "{name}" not found')
+            if self.stuck_deletions:
+                job["metadata"]["deletionTimestamp"] = now()
+                job["metadata"]["finalizers"] = ["example.com/never-removed"]
+                self._job_event("MODIFIED", job)
+                return 200, copy.deepcopy(job)
             if policy == "Foreground":
                 # The garbage collector removes the pods first; the Job waits, terminating.
                 job["metadata"]["deletionTimestamp"] = now()
@@ -109,10 +136,11 @@ class FakeCluster:
                 self.pods.pop(pod_name)
                 self.log_closed[pod_name] = True
             uid = job["metadata"]["uid"]
-            for svc_name, svc in list(self.services.items()):
-                owners = svc["metadata"].get("ownerReferences") or []
-                if any(o.get("uid") == uid for o in owners):
-                    self.services.pop(svc_name)
+            for store in (self.services, self.network_policies):
+                for obj_name, obj in list(store.items()):
+                    owners = obj["metadata"].get("ownerReferences") or []
+                    if any(o.get("uid") == uid for o in owners):
+                        store.pop(obj_name)
             self._job_event("DELETED", job)
 
     @staticmethod
@@ -122,15 +150,54 @@ class FakeCluster:
         )
 
     def create_service(self, body: dict) -> tuple[int, dict]:
+        return self.create_object(self.services, "services", body)
+
+    def create_object(self, store: dict, plural: str, body: dict) -> tuple[int, dict]:
         with self.cond:
             name = body["metadata"]["name"]
-            if name in self.services:
-                return 409, status(409, "AlreadyExists", f'services "{name}" already exists')
-            svc = copy.deepcopy(body)
-            svc["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now())
-            self._stamp(svc)
-            self.services[name] = svc
-            return 201, copy.deepcopy(svc)
+            if name in store:
+                return 409, status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now())
+            self._stamp(obj)
+            store[name] = obj
+            return 201, copy.deepcopy(obj)
+
+    def delete_object(self, store: dict, plural: str, name: str) -> tuple[int, dict]:
+        with self.cond:
+            if store.pop(name, None) is None:
+                return 404, status(404, "NotFound", f'{plural} "{name}" not found')
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+    def add_event(self, job_name: str, reason: str, message: str) -> None:
+        """Record an Event on the Job, as the Job controller does (FailedCreate...)."""
+        with self.cond:
+            self.job_events.setdefault(job_name, []).append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Event",
+                    "metadata": {"name": f"{job_name}.{uuid.uuid4().hex[:8]}"},
+                    "involvedObject": {"kind": "Job", "name": job_name},
+                    "reason": reason,
+                    "message": message,
+                    "type": "Warning",
+                    "lastTimestamp": now(),
+                }
+            )
+
+    def list_events(self, selector: str) -> dict:
+        wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
+        with self.cond:
+            items = [
+                copy.deepcopy(e)
+                for events in self.job_events.values()
+                for e in events
+                if all(
+                    e["involvedObject"].get(k.removeprefix("involvedObject.")) == v
+                    for k, v in wanted.items()
+                )
+            ]
+        return {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}
 
     def list_pods(self, selector: str) -> dict:
         wanted = dict(part.split("=", 1) for part in selector.split(",") if part)
@@ -184,8 +251,9 @@ class FakeCluster:
                 "status": {"phase": phase, "conditions": []},
             }
             self._stamp(self.pods[pod_name])
-            self.logs[pod_name] = bytearray()
+            self.logs[pod_name] = []
             self.log_closed[pod_name] = False
+            self.log_cuts[pod_name] = 0
             self.cond.notify_all()
             return pod_name
 
@@ -197,9 +265,23 @@ class FakeCluster:
             self.cond.notify_all()
 
     def write_log(self, pod: str, text: str) -> None:
+        """The container writes ``text``; each line gets its own timestamp."""
         with self.cond:
-            self.logs[pod].extend(text.encode())
+            for line in text.encode().splitlines(keepends=True):
+                self._last_ns = max(time.time_ns(), self._last_ns + 1)
+                self.logs[pod].append((self._last_ns, line))
             self.cond.notify_all()
+
+    def cut_log(self, pod: str) -> None:
+        """End the pod's open log streams while it keeps running (a dropped connection)."""
+        with self.cond:
+            self.log_cuts[pod] += 1
+            self.cond.notify_all()
+
+    def log_text(self, pod: str) -> str:
+        """Everything the pod wrote."""
+        with self.cond:
+            return b"".join(line for _, line in self.logs[pod]).decode()
 
     def end_pod(self, pod: str, exit_code: int, disrupted: bool = False) -> None:
         """The trainer container exits with ``exit_code``; ``disrupted`` marks a preemption."""
@@ -247,3 +329,91 @@ class FakeCluster:
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 20) -> bool:
         with self.cond:
             return self.cond.wait_for(predicate, timeout)
+
+    def pods_of(self, job_name: str) -> list[str]:
+        with self.cond:
+            return [
+                name
+                for name, pod in self.pods.items()
+                if pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == job_name
+            ]
+
+
+class JobController:
+    """The Job controller for one Indexed Job, applying the Job's own failure rules.
+
+    ``start()`` creates a pod per index; each ``reconcile()`` handles the pods that
+    ended since: the first matching rule of ``spec.podFailurePolicy`` decides (Ignore:
+    replaced, not counted; FailJob: the Job fails; Count or no match: counted), a failure
+    count above ``spec.backoffLimit`` fails the Job (reason BackoffLimitExceeded), and
+    the Job completes when every index has succeeded. Failed pods are replaced, as with
+    ``podReplacementPolicy: Failed``, only once they are terminal.
+    """
+
+    def __init__(self, cluster: FakeCluster, job: dict):
+        self.cluster, self.job = cluster, job
+        self.name = job["metadata"]["name"]
+        self.current: dict[int, str] = {}
+        self.handled: set[str] = set()
+        self.failed = 0
+        self.succeeded: set[int] = set()
+
+    def start(self) -> list[str]:
+        for index in range(self.job["spec"]["completions"]):
+            self.current[index] = self.cluster.add_pod(self.job, index)
+        return self.pods()
+
+    def pods(self) -> list[str]:
+        """The current pod of each index, by index."""
+        return [self.current[i] for i in sorted(self.current)]
+
+    def _action(self, pod: dict) -> str:
+        rules = (self.job["spec"].get("podFailurePolicy") or {}).get("rules") or []
+        status_ = pod["status"]
+        codes = [
+            s["state"]["terminated"].get("exitCode")
+            for s in status_.get("containerStatuses") or []
+            if (s.get("state") or {}).get("terminated")
+        ]
+        conditions = {(c["type"], c["status"]) for c in status_.get("conditions") or []}
+        for rule in rules:
+            if "onExitCodes" in rule:
+                values = set(rule["onExitCodes"]["values"])
+                inside = any(code in values for code in codes if code != 0)
+                if inside == (rule["onExitCodes"]["operator"] == "In"):
+                    return rule["action"]
+            for cond in rule.get("onPodConditions") or []:
+                if (cond["type"], cond.get("status", "True")) in conditions:
+                    return rule["action"]
+        return "Count"
+
+    def reconcile(self) -> str | None:
+        """Handle the pods that ended; returns the Job's terminal condition, if reached."""
+        c = self.cluster
+        for index, pod_name in sorted(self.current.items()):
+            with c.cond:
+                pod = copy.deepcopy(c.pods.get(pod_name))
+            if pod is None or pod_name in self.handled:
+                continue
+            phase = pod["status"]["phase"]
+            if phase not in ("Succeeded", "Failed"):
+                continue
+            self.handled.add(pod_name)
+            if phase == "Succeeded":
+                self.succeeded.add(index)
+                continue
+            action = self._action(pod)
+            if action == "FailJob":
+                message = f"Pod {pod_name} matched a FailJob rule"
+                c.finish_job(self.name, "Failed", "PodFailurePolicy", message)
+                return "Failed"
+            if action != "Ignore":
+                self.failed += 1
+                if self.failed > self.job["spec"]["backoffLimit"]:
+                    c.finish_job(self.name, "Failed", "BackoffLimitExceeded", "")
+                    return "Failed"
+            self.current[index] = c.add_pod(self.job, index)
+        if len(self.succeeded) == len(self.current):
+            c.finish_job(self.name, "Complete")
+            return "Complete"
+        return None

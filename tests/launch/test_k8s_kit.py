@@ -39,6 +39,11 @@ clusters:
       secret_env: [{{name: AWS_ACCESS_KEY_ID, secret: s3, key: id}}]
       metrics_port: 9300
       backoff_limit: 5
+      start_timeout: 600
+      run_timeout: 86400
+      queue: gpu
+      rdma: {{resources: {{rdma/ib: 2}}}}
+      env: {{NCCL_IB_HCA: mlx5, AUDIOFLOW_TEAM: not-this-one}}
 """
 
 
@@ -55,8 +60,12 @@ def test_settings_come_from_the_kubernetes_cluster_of_the_team(team_env):
     assert settings.tolerations[0]["key"] == "nvidia.com/gpu"
     assert settings.secret_env[0].secret == "s3" and settings.metrics_port == 9300
     assert settings.backoff_limit == 5
+    assert (settings.start_timeout, settings.run_timeout, settings.queue) == (600, 86400, "gpu")
+    assert settings.rdma_resources == {"rdma/ib": "2"}
+    assert settings.env["NCCL_IB_HCA"] == "mlx5" and settings.shm_mib == 16 * 1024
     # Pods select the same cluster entry as the process that submitted them.
     assert settings.env["AUDIOFLOW_CLUSTER"] == "kubernetes"
+    assert settings.env["AUDIOFLOW_TEAM"] != "not-this-one"  # the selection wins
     assert "AUDIOFLOW_CLUSTER" not in os.environ
 
 
@@ -66,7 +75,8 @@ def test_shipped_default_team_has_a_usable_kubernetes_cluster(monkeypatch):
     monkeypatch.setenv("AUDIOFLOW_CLUSTER", "kubernetes")
     settings = load_settings()
     assert settings.pvc == "audioflow-shared"  # the claim of k8s/pvc.yaml
-    assert settings.service_account == "audioflow"  # the account of k8s/rbac.yaml
+    # The stage pods' account of k8s/rbac.yaml: no rights (the launcher's is `audioflow`).
+    assert settings.service_account == "audioflow-stage"
     pvc = yaml.safe_load((REPO / "k8s/pvc.yaml").read_text())
     assert settings.namespace == pvc["metadata"]["namespace"]
 
@@ -75,7 +85,14 @@ def test_shipped_default_team_has_a_usable_kubernetes_cluster(monkeypatch):
     "kube,needle",
     [
         ({}, "kubernetes.image is not set"),
-        ({"image": "x", "secret_env": [{"name": "A"}]}, "kubernetes.secret_env[0]"),
+        ({"image": "x:1", "secret_env": [{"name": "A"}]}, "kubernetes.secret_env[0]"),
+        ({"image": "x:latest"}, "'x:latest' uses :latest; name a version tag or a digest"),
+        ({"image": "registry:5000/x"}, "'registry:5000/x' has no tag"),
+        ({"image": "x:1", "start_timout": 60}, "kubernetes.start_timout of cluster"),
+        ({"image": "x:1", "shm_size": "lots"}, "kubernetes.shm_size of cluster"),
+        ({"image": "x:1", "start_timeout": -1}, "kubernetes.start_timeout of cluster"),
+        ({"image": "x:1", "rdma": {"resources": {}}}, "kubernetes.rdma.resources of"),
+        ({"image": "x:1", "env": ["NCCL_DEBUG=INFO"]}, "kubernetes.env of cluster"),
     ],
 )
 def test_bad_settings_name_the_key(kube, needle):
@@ -115,9 +132,15 @@ def test_render_prints_valid_manifests_for_an_existing_xp(team_env):
     xp = get_xp([f"solver=compression/{solver}", "optim.lr=0.002"])
     out = run_cli("k8s", "render", xp.sig, "train", "4", "--nodes", "2", "--gpus", "8")
     assert out.returncode == 0, out.stderr
-    job, service = list(yaml.safe_load_all(out.stdout))
-    for obj in (job, service):
+    job, *dependents = list(yaml.safe_load_all(out.stdout))
+    assert [d["kind"] for d in dependents] == ["Service", "NetworkPolicy"]
+    for obj in (job, *dependents):
         kubernetes_validate.validate(obj, "1.30", strict=True)
+    # Applied by hand nothing owns the dependents: the output says how to remove them all.
+    label = f"audioflow.io/job={job['metadata']['name']}"
+    cleanup = f"kubectl -n speech delete job,service,networkpolicy -l {label}"
+    assert out.stdout.startswith("# ") and cleanup in out.stdout.splitlines()[1]
+    assert cleanup in out.stderr
     assert job["metadata"]["name"] == f"af-{xp.sig}-train-4"
     assert job["metadata"]["namespace"] == "speech"
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -144,7 +167,7 @@ def test_pod_command_exits_2_on_a_stage_config_error(tmp_path):
     job = JobSpec(
         name="af-x-train-1", args=["run", "optim.lrr=1", "--stage", "train", "--epoch", "1"]
     )
-    rendered = render_job(job, KubernetesSettings(image="x", metrics_port=9200))
+    rendered = render_job(job, KubernetesSettings(image="x:1", metrics_port=9200))
     command = rendered["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[0] == "python" and "monitoring.port=9200" in command
     env = dict(os.environ, OMP_NUM_THREADS="1", AUDIOFLOW_XP_DIR=str(tmp_path / "xps"))
@@ -162,9 +185,9 @@ def test_pod_command_exits_2_on_a_stage_config_error(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "codes,status", [([2], 2), ([1, 2], 2), ([3], 1), ([-9, 1], 1), ([-15], 1)]
+    "codes,status", [([2], 2), ([1, 2], 2), ([3], 3), ([-9, 1], 137), ([-15], 143), ([], 1)]
 )
-def test_failure_status_keeps_only_the_config_error_code(codes, status):
+def test_failure_status_keeps_the_config_error_else_the_first_code(codes, status):
     assert failure_status(codes) == status
 
 
@@ -248,7 +271,7 @@ def test_rendered_two_node_command_rendezvous_over_tcp(tmp_path):
     from audioflow.launch.manifests import render_job
 
     job = JobSpec(name="af-1a2b3c4d-train-1", args=["run"], nodes=2, nproc_per_node=2)
-    rendered = render_job(job, KubernetesSettings(image="x", metrics_port=0))
+    rendered = render_job(job, KubernetesSettings(image="x:1", metrics_port=0))
     command = rendered["spec"]["template"]["spec"]["containers"][0]["command"]
     worker = tmp_path / "worker.py"
     worker.write_text(

@@ -50,8 +50,8 @@ def render(capsys, *args: str) -> dict:
     status = cli(["k8s", "render", *args])
     out = capsys.readouterr()
     assert status == 0, out.err
-    job, service = list(yaml.safe_load_all(out.out))
-    for obj in (job, service):
+    job, *dependents = list(yaml.safe_load_all(out.out))
+    for obj in (job, *dependents):
         for version in VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
     return job

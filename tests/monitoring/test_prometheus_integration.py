@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from audioflow.monitoring.facts import RunFacts
 from audioflow.monitoring.stage import StageMonitor
 
 from .conftest import REPO, free_port, http_get, prom_query
@@ -93,14 +94,15 @@ def grafana_to_promql(expr: str) -> str:
 
 def test_prometheus_reads_back_loss_and_update_counters(start_prometheus):
     port = free_port()
-    monitor = StageMonitor(SIG, "train", rank=0, port=port, pushgateway=None)
+    facts = RunFacts(loss_names=frozenset({"mse"}))
+    monitor = StageMonitor(SIG, "train", rank=0, port=port, pushgateway=None, facts=facts)
     monitor.start()
     try:
         prometheus = start_prometheus(port)
         last_loss = train(monitor)
         sel = f'signature="{SIG}",stage="train",rank="0"'
         wait_for(prometheus, f"audioflow_updates_total{{{sel}}}", UPDATES)
-        wait_for(prometheus, f"audioflow_samples_total{{{sel}}}", UPDATES * BATCH)
+        wait_for(prometheus, f"audioflow_items_total{{{sel}}}", UPDATES * BATCH)
         wait_for(prometheus, f'audioflow_loss{{{sel},loss="mse"}}', last_loss)
         wait_for(prometheus, f"audioflow_progress_ratio{{{sel}}}", 1.0)
         wait_for(prometheus, f'up{{job="audioflow",instance="127.0.0.1:{port}"}}', 1.0)
@@ -112,7 +114,12 @@ def test_prometheus_reads_back_loss_and_update_counters(start_prometheus):
             data = prom_query(prometheus, grafana_to_promql(expr))
             assert data["resultType"] == "vector", expr
             answers[expr] = data["result"]
-        (loss_panel,) = (r for e, r in answers.items() if e.startswith("audioflow_loss{"))
+        (loss_panel,) = (
+            r for e, r in answers.items() if e.startswith("audioflow_loss{") and "$loss" in e
+        )
+        # process_* series reach the panels through the join on the stage's labels
+        (memory,) = (r for e, r in answers.items() if e.startswith("process_resident"))
+        assert [s["metric"]["signature"] for s in memory] == [SIG]
         assert [s["metric"]["loss"] for s in loss_panel] == ["mse"]
     finally:
         monitor.finish(success=True)

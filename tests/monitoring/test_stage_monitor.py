@@ -10,6 +10,7 @@ import urllib.error
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from audioflow.monitoring.facts import RunFacts
 from audioflow.monitoring.stage import PORT_SPAN, StageMonitor
 
 from .conftest import free_port, http_get
@@ -38,13 +39,15 @@ def test_import_does_not_load_prometheus_client():
 
 def test_running_monitor_serves_stage_metrics():
     port = free_port()
-    monitor = StageMonitor("abcd1234", "train", rank=0, port=port, pushgateway=None)
+    facts = RunFacts(epochs=10, item_seconds=1.5, loss_names=frozenset({"l1", "msspec"}))
+    monitor = StageMonitor("abcd1234", "train", rank=0, port=port, pushgateway=None, facts=facts)
     monitor.start()
     try:
         assert monitor.port == port
         monitor.set_epoch(3)
         monitor.update({"l1": 0.5, "msspec": 2.0}, {"generator": 1e-3}, 8, 0.2, 0.05, 0.25, 30.0)
-        monitor.update({"l1": 0.25, "msspec": 1.5}, {"generator": 5e-4}, 8, 0.3, 0.05, 0.5, 20.0)
+        metrics = {"l1": 0.25, "msspec": 1.5, "sisnr": -3.0, "lr/disc": 2e-4, "grad_norm/disc": 4}
+        monitor.update(metrics, {"generator": 5e-4}, 8, 0.3, 0.05, 0.5, 20.0)
         monitor.skipped_update()
         monitor.checkpoint_written(1.5)
         got = samples(port)
@@ -56,11 +59,18 @@ def test_running_monitor_serves_stage_metrics():
         return got[(name, frozenset(base | set(extra.items())))]
 
     assert value("audioflow_updates_total") == 2
-    assert value("audioflow_samples_total") == 16
+    assert value("audioflow_items_total") == 16
+    assert value("audioflow_audio_seconds_total") == 16 * 1.5
     assert value("audioflow_skipped_updates_total") == 1
     assert value("audioflow_loss", loss="l1") == 0.25
     assert value("audioflow_loss", loss="msspec") == 1.5
     assert value("audioflow_learning_rate", optimizer="generator") == 5e-4
+    # the solver core's keys and the quality metrics leave the loss family
+    assert value("audioflow_learning_rate", optimizer="disc") == 2e-4
+    assert value("audioflow_grad_norm", optimizer="disc") == 4
+    assert value("audioflow_metric", metric="sisnr") == -3.0
+    assert not any(n == "audioflow_loss" and ("loss", "sisnr") in labels for n, labels in got)
+    assert value("audioflow_epochs") == 10
     assert value("audioflow_update_duration_seconds_count") == 2
     assert value("audioflow_update_duration_seconds_sum") == pytest.approx(0.5)
     assert value("audioflow_update_duration_seconds_bucket", le="0.25") == 1
@@ -69,10 +79,13 @@ def test_running_monitor_serves_stage_metrics():
     assert value("audioflow_progress_ratio") == 0.5
     assert value("audioflow_eta_seconds") == 20
     assert value("audioflow_checkpoint_write_duration_seconds_count") == 1
-    assert value("audioflow_process_resident_memory_bytes") > 10e6
+    assert got[("process_resident_memory_bytes", frozenset())] > 10e6
+    build = [labels for n, labels in got if n == "audioflow_build_info"]
+    assert dict(build[0])["version"] and dict(build[0])["git_commit"]
     assert value("audioflow_stage_start_time_seconds") > 1.7e9
     # Only the bounded label set ever appears.
-    allowed = {"signature", "stage", "rank", "loss", "optimizer", "le", "device"}
+    allowed = {"signature", "stage", "rank", "loss", "metric", "optimizer", "le", "device"}
+    allowed |= {"version", "git_commit"}
     assert all({k for k, _ in labels} <= allowed for _, labels in got)
 
 
@@ -98,7 +111,8 @@ def test_taken_port_moves_to_the_next_one():
     try:
         assert second.port is not None and port < second.port < port + PORT_SPAN
         # Separate registries: each port serves its own stage only.
-        stages = {dict(labels).get("stage") for _, labels in samples(second.port)}
+        served = samples(second.port)
+        stages = {dict(labels).get("stage") for name, labels in served if "process_" not in name}
         assert stages == {"valid"}
     finally:
         first.finish(success=True)

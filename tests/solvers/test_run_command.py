@@ -26,8 +26,8 @@ def test_unknown_solver_class_is_a_config_error(user_dir, capsys, tmp_path):
     (user_dir / "solver" / "broken.yaml").write_text(text)
     code, err = _run(capsys, "solver=broken", "--config-dir", str(user_dir))
     assert code == 2 and "solver=my_solver.Nope: module my_solver has no class Nope" in err
-    # the XP folder this refused run created is gone: `audioflow ls` shows no ghost XP
-    assert not list((tmp_path / "xp_root" / "xps").iterdir())
+    # refused before any XP folder exists: `audioflow ls` shows no ghost XP
+    assert not (tmp_path / "xp_root" / "xps").exists()
 
 
 def test_out_of_range_values_are_refused_before_any_folder(user_dir, capsys, tmp_path):
@@ -50,7 +50,7 @@ def test_epoch_past_the_last_is_refused_and_nothing_trains(user_dir, capsys, tmp
     args = ["solver=my_solver", "optim.epochs=1", "--config-dir", str(user_dir)]
     code, err = _run(capsys, *args, "--stage", "train", "--epoch", "5")
     assert code == 2 and "--epoch 5: this XP has optim.epochs=1" in err
-    assert not list((tmp_path / "xp_root" / "xps").iterdir())
+    assert not (tmp_path / "xp_root" / "xps").exists()
     assert _run(capsys, *args)[0] == 0  # a finished XP keeps its folder when refused later
     code, err = _run(capsys, *args, "--stage", "train", "--epoch", "2")
     assert code == 2

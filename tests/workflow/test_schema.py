@@ -38,7 +38,7 @@ def test_schema_fills_defaults():
         ({"launcher": "slurm"}, "launcher"),
         ({"xps": [{"name": "a b"}]}, "name"),
         ({"train": {"epochs_per_job": 0}}, "epochs_per_job"),
-        ({"resources": {"train": {"gpu": 1}}}, "gpu"),
+        ({"resources": {"train": {"gpus": 1}}}, "gpus"),
         ({"synth": {"train": {"seed": 1}}}, "n"),
         ({"typo": 1}, "typo"),
     ],

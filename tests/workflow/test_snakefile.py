@@ -65,6 +65,7 @@ def finish_all(folder: Path, sig: str, epochs: int) -> None:
     for epoch in range(1, epochs + 1):
         for rank, stage in enumerate(("train", "valid", "evaluate", "generate")):
             write(stages / f"{stage}_{epoch}.json", 10 * epoch + min(rank, 2))
+    write(stages.parent / "report" / "index.html", 10 * epochs + 5)
 
 
 def test_lint_is_clean(tmp_path):

@@ -48,3 +48,20 @@ def test_reference_line_says_which_xp_it_holds(tmp_path):
     assert describe_reference("ref", "demo", "0123abcd", folder).endswith("[published]")
     line = describe_reference("ref", "demo", "feedbeef", folder)
     assert line.endswith("[holds XP 0123abcd; run snakemake to publish feedbeef]")
+
+
+def test_grids_given_with_config_are_listed(tmp_path, monkeypatch, capsys):
+    from audioflow.workflow.summary import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(tmp_path / "xps"))
+    (tmp_path / "workflow.yaml").write_text("xps: [{name: one, overrides: [seed=1]}]\n")
+    (tmp_path / "g.yaml").write_text("base: [seed=2]\ngrid:\n  - product: {optim.lr: [0.1]}\n")
+    argv = ["--configfile", "workflow.yaml"]
+    assert main(argv) == 0
+    assert "XP g-0" not in capsys.readouterr().out
+    assert main([*argv, "--config", 'grids=["g.yaml"]']) == 0
+    out = capsys.readouterr().out
+    assert "XP one (" in out and "XP g-0 (" in out
+    assert main([*argv, "--config", "grids"]) == 2
+    assert "--config grids: write KEY=VALUE" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import audioflow
-from audioflow.config import ConfigError, cluster_config
+from audioflow.config import ConfigError, cluster_config, layout
 from audioflow.workflow.epochs import chunk_end, train_dependencies
 from audioflow.workflow.plan import by_signature, resolve_plans
 from audioflow.workflow.publication import publication_record, publish_refusal
@@ -24,9 +24,9 @@ if shutil.which("audioflow") is None and (BIN / "audioflow").exists():
 # The software every rule needs (used with `--software-deployment-method conda`).
 CONDA_ENV = "../../environment.yml"
 
-STAGE_RESOURCE_DEFAULTS = {"threads": 1, "mem_mb": 2000, "gpus": 0, "nodes": 1, "nproc_per_node": 1}
 try:
-    CLUSTER = cluster_config()  # where XPs and references live: team/cluster, not signature
+    # where XPs and references live: team/cluster (teams/ of config_dir first), not signature
+    CLUSTER = cluster_config(config.get("config_dir"))
 except ConfigError as exc:
     raise WorkflowError(f"audioflow team/cluster config: {exc}") from None
 
@@ -40,17 +40,27 @@ def _short(path):
         return str(path)
 
 
-XPS_DIR = _short(Path(CLUSTER["xp_root"]) / "xps")
-XP_LOGS_DIR = _short(Path(CLUSTER["xp_root"]) / "logs" / "xps")
+XPS_DIR = _short(layout.xps_dir(CLUSTER["xp_root"]))
 REFERENCE_DIR = _short(CLUSTER["reference_dir"])
 EPOCHS_PER_JOB = config["train"]["epochs_per_job"]
+# The stages that follow training (their markers are the workflow's targets), and those
+# of them that read the best state that valid keeps.
+AFTER_TRAIN = layout.STAGES[1:]
+BEST_STATE_STAGES = layout.STAGES[2:]
 # Splits of the synthetic corpus the data rules may build (a regex for the wildcard).
 SPLITS = "|".join(re.escape(split) for split in config["synth"]) or "(?!)"
 
 
 def stage_resources(stage):
-    """Resources of a stage's jobs: the config's values over the defaults."""
-    return {**STAGE_RESOURCE_DEFAULTS, **config["resources"].get(stage, {})}
+    """Resources of a stage's jobs (``threads`` aside), from the workflow config's
+    ``resources.<stage>`` (the schema fills in what it leaves out); profiles override them
+    with ``--set-resources <rule>:<name>=<value>``."""
+    return {k: v for k, v in config["resources"][stage].items() if k != "threads"}
+
+
+def stage_threads(stage):
+    """CPU threads of a stage's jobs (``resources.<stage>.threads``; ``--set-threads``)."""
+    return config["resources"][stage]["threads"]
 
 
 def _load_plans():
@@ -106,7 +116,12 @@ PUBLICATION_RECORDS = {
 
 def marker(sig, stage, epoch):
     """The completion marker the solver writes last when a stage of an epoch is done."""
-    return f"{XPS_DIR}/{sig}/stages/{stage}_{epoch}.json"
+    return str(layout.marker_path(Path(XPS_DIR) / sig, stage, epoch))
+
+
+def stage_log(sig, stage, epoch):
+    """The rule log of a stage job."""
+    return _short(layout.stage_log_path(CLUSTER["xp_root"], sig, stage, epoch))
 
 
 def plan_of(wildcards):
@@ -129,6 +144,12 @@ def train_inputs(wildcards):
     # ancient(): a rebuilt manifest (dvc checkout, a rerun of the data rules) must not
     # retrain finished epochs; the signature, not the data's mtime, names what was trained.
     inputs = {"manifests": [ancient(path) for path in plan.manifests]}
+    try:  # the token caches of an LM XP (workflow/rules/tokens.smk)
+        inputs["tokens"] = token_records(
+            plan.overrides, plan.manifests, TOKENS_DIR, config["config_dir"]
+        )
+    except ConfigError as exc:
+        raise WorkflowError(f"XP {plan.sig} ({plan.name}): {exc}") from None
     if previous is not None:
         inputs["previous"] = marker(plan.sig, "train", previous)
     if valid is not None:
@@ -151,7 +172,7 @@ def valid_inputs(wildcards):
         # evaluate/generate E-1 (generate.every changed, a --forcerun) must not make
         # Snakemake rerun valid E and everything after it.
         if not os.path.exists(marker(plan.sig, "valid", epoch)):
-            for stage in ("evaluate", "generate"):
+            for stage in BEST_STATE_STAGES:
                 if epoch - 1 in plan.stage_epochs(stage):
                     inputs[stage] = marker(plan.sig, stage, epoch - 1)
     return inputs
@@ -177,15 +198,25 @@ def best_state_inputs(wildcards, stage):
     return inputs
 
 
+def stage_inputs(stage):
+    """The input function of an epoch stage's rule (see workflow/rules/stages.smk)."""
+    if stage == "train":
+        return train_inputs
+    if stage == "valid":
+        return valid_inputs
+    return lambda wildcards: best_state_inputs(wildcards, stage)
+
+
 def publish_inputs(wildcards):
     """Publishing an XP waits for all its stages of the last epoch, and for its record."""
     plan = BY_SIG[PUBLISHED[wildcards.name]]
-    markers = [marker(plan.sig, stage, plan.epochs) for stage in ("valid", "evaluate", "generate")]
+    markers = [marker(plan.sig, stage, plan.epochs) for stage in AFTER_TRAIN]
     return [*markers, PUBLICATION_RECORDS[wildcards.name]]
 
 
 def run_overrides(wildcards):
-    """The `audioflow run` arguments that name the XP (shell-quoted)."""
+    """The `audioflow run` arguments that name the XP (shell-quoted); stage rules add
+    ``--expect-sig`` so that a job refuses to run if they no longer sign as planned."""
     plan = plan_of(wildcards)
     extra = ["--config-dir", config["config_dir"]] if config["config_dir"] else []
     if config["accept_drift"]:
@@ -212,7 +243,7 @@ def all_targets():
     """Every marker of every declared XP, every published reference model and its report."""
     targets = []
     for plan in BY_SIG.values():
-        for stage in ("valid", "evaluate", "generate"):
+        for stage in AFTER_TRAIN:
             targets += [marker(plan.sig, stage, e) for e in plan.stage_epochs(stage)]
     targets += [f"{REFERENCE_DIR}/{name}" for name in PUBLISHED]
     targets += [f"reports/{name}/metrics.json" for name in PUBLISHED]
@@ -220,5 +251,5 @@ def all_targets():
 
 
 wildcard_constraints:
-    sig="[0-9a-f]{8}",
+    sig=layout.SIG_PATTERN,
     epoch="[0-9]+",

@@ -14,12 +14,9 @@ rule synth:
         seed=lambda wildcards: config["synth"][wildcards.split]["seed"],
     conda:
         CONDA_ENV
-    threads: stage_resources("data")["threads"]
+    threads: stage_threads("data")
     resources:
-        mem_mb=stage_resources("data")["mem_mb"],
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("data"),
     wildcard_constraints:
         split=SPLITS,
     # Light (a second for the demo corpus), so it runs where snakemake runs, without a
@@ -41,12 +38,9 @@ rule manifest:
         rejects="logs/data/synth/{split}/manifest.rejects.jsonl",
     conda:
         CONDA_ENV
-    threads: stage_resources("data")["threads"]
+    threads: stage_threads("data")
     resources:
-        mem_mb=stage_resources("data")["mem_mb"],
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("data"),
     wildcard_constraints:
         split=SPLITS,
     shell:

@@ -15,12 +15,9 @@ rule publish:
         sig=lambda wildcards: PUBLISHED[wildcards.name],
     conda:
         CONDA_ENV
-    threads: stage_resources("publish")["threads"]
+    threads: stage_threads("publish")
     resources:
-        mem_mb=stage_resources("publish")["mem_mb"],
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("publish"),
     wildcard_constraints:
         name=PUBLISHED_NAMES,
     # Exported beside the final folder and renamed, so a reference is never half-written.
@@ -33,14 +30,15 @@ rule publish:
         " && mv {output}.tmp {output}"
 
 
-# Report rule: the published XP's final evaluate metrics (JSON) and per-epoch history
-# (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
+# Report rule: the published XP's final evaluate metrics (JSON), per-epoch and per-update
+# histories (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
 rule report:
     input:
         publish_inputs,
     output:
         metrics="reports/{name}/metrics.json",
         history="reports/{name}/history.csv",
+        updates="reports/{name}/updates.csv",
     log:
         "logs/reports/{name}.log",
     params:
@@ -48,14 +46,12 @@ rule report:
         python=sys.executable,
     conda:
         CONDA_ENV
-    threads: 1
+    threads: stage_threads("report")
     resources:
-        mem_mb=500,
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("report"),
     wildcard_constraints:
         name=PUBLISHED_NAMES,
     shell:
         "{params.python} -m audioflow.workflow.report {params.folder} {output.metrics} {output.history}"
+        " {output.updates}"
         " > {log} 2>&1"

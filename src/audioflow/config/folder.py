@@ -6,7 +6,8 @@ refused, key by key, unless accepted explicitly, and each acceptance is recorded
 ``drift.json`` so the folder's history stays readable.
 
 Files written here (each atomically: temp file, fsync, rename):
-``overrides.json`` (list of override strings, first creator's order), ``delta.json``
+``overrides.json`` (list of override strings, first creator's order), ``config_dir.json``
+(the user config folder it was composed with), ``delta.json``
 (the signature's (key, value) pairs), ``config.yaml`` (the resolved config, written last),
 ``drift.json`` (accepted drifts: time, old and new values).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -28,19 +28,13 @@ from omegaconf import OmegaConf
 
 from audioflow import atomic
 
-from .composition import compose_parts
+from . import layout
+from .composition import compose_parts, fingerprint, search_dirs
 from .errors import ConfigError, DriftError
-from .signing import compute_delta, diff_flat, exclude_patterns, flatten, is_excluded, sign
-from .teams import cluster_config, xp_root
+from .layout import CONFIG_DIR_FILE, CONFIG_FILE, DELTA_FILE, DRIFT_FILE, MUTEX_FILE, OVERRIDES_FILE
+from .signing import diff_flat, exclude_patterns, flatten, is_excluded, signed_delta
+from .teams import cluster_config
 from .xp import XP
-
-XPS_DIR = "xps"
-CONFIG_FILE = "config.yaml"
-OVERRIDES_FILE = "overrides.json"
-DELTA_FILE = "delta.json"
-DRIFT_FILE = "drift.json"
-MUTEX_FILE = ".config.lock"
-_SIG = re.compile(r"[0-9a-f]{8}")
 
 
 def _dump_config(resolved: dict) -> str:
@@ -121,6 +115,7 @@ def _store(
     resolved: dict,
     patterns: list[str],
     accept_drift: bool,
+    config_dir: Path | None = None,
 ) -> bool:
     """Create the folder's files, or check the stored config against ``resolved``.
 
@@ -132,6 +127,9 @@ def _store(
     if not config_path.exists():
         if not (folder / OVERRIDES_FILE).exists():
             atomic.write_text(folder / OVERRIDES_FILE, json.dumps(overrides, indent=2) + "\n")
+            # With the overrides, what `audioflow run -f SIG` needs to compose it again.
+            source = {"config_dir": None if config_dir is None else str(config_dir)}
+            atomic.write_text(folder / CONFIG_DIR_FILE, json.dumps(source) + "\n")
         atomic.write_text(folder / DELTA_FILE, json.dumps([list(kv) for kv in delta]) + "\n")
         atomic.write_text(config_path, text)  # last: its presence means the folder is complete
         return True
@@ -155,15 +153,26 @@ def _store(
     return False
 
 
-def xp_folder(sig: str) -> Path:
-    """``<xp_root>/xps/<sig>`` for the selected team/cluster."""
-    return xp_root() / XPS_DIR / sig
+def sig_mismatch(sig: str, expected: str) -> str:
+    """The one-line refusal of a stage job whose overrides no longer sign as planned."""
+    return (
+        f"these overrides sign as {sig}, not {expected} (the signature this job was planned "
+        "for): the config or audioflow changed since planning; plan again (rerun snakemake) "
+        "or drop --expect-sig"
+    )
+
+
+def xp_folder(sig: str, config_dir: str | os.PathLike | None = None) -> Path:
+    """``<xp_root>/xps/<sig>`` for the selected team/cluster (its team file looked up in
+    ``config_dir`` first)."""
+    return layout.xp_folder(cluster_config(config_dir)["xp_root"], sig)
 
 
 def get_xp(
     overrides: Iterable[str] = (),
     config_dir: str | os.PathLike | None = None,
     accept_drift: bool = False,
+    expect_sig: str | None = None,
 ) -> XP:
     """Compose, sign and create (or reopen) the folder of the XP defined by ``overrides``.
 
@@ -172,24 +181,40 @@ def get_xp(
         config_dir: a user config folder searched before the built-in one.
         accept_drift: continue an existing XP whose resolved config changed, recording
             the change in ``drift.json``.
+        expect_sig: the signature the caller planned for (a workflow stage job); a
+            different one is refused before anything is written.
 
     Returns:
         The XP (sig, overrides, composed cfg, folder, delta).
 
     Raises:
-        ConfigError: bad overrides, keys left ``???``, bad interpolations (nothing written).
+        ConfigError: bad overrides, keys left ``???``, bad interpolations, a signature
+            other than ``expect_sig`` (nothing written).
         DriftError: the folder exists and its stored config differs (excluded keys aside).
     """
     overrides = [str(o) for o in overrides]
-    parts = compose_parts(overrides, config_dir)
-    delta = compute_delta(parts.groups, parts.base, parts.cfg)
-    sig = sign(delta)
+    dirs = search_dirs(config_dir)
+    stamp = fingerprint(dirs)
+    parts = compose_parts(overrides, dirs=dirs, stamp=stamp)
+    sig, delta = signed_delta(overrides, dirs=dirs, stamp=stamp)
+    if expect_sig is not None and sig != expect_sig:
+        raise ConfigError(sig_mismatch(sig, expect_sig))
     resolved = _resolve(parts.cfg)
-    folder = xp_folder(sig)
+    folder = xp_folder(sig, config_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_mutex(folder):
+        # What a writer killed mid-save (a node lost, kill -9) left: never a complete file.
+        atomic.remove_stale_temps([folder, folder / layout.STAGES_DIR])
+        user_dir = None if config_dir is None else Path(config_dir).expanduser().absolute()
         created = _store(
-            folder, sig, overrides, delta, resolved, exclude_patterns(parts.cfg), accept_drift
+            folder,
+            sig,
+            overrides,
+            delta,
+            resolved,
+            exclude_patterns(parts.cfg),
+            accept_drift,
+            user_dir,
         )
     return XP(
         sig=sig, overrides=overrides, cfg=parts.cfg, folder=folder, delta=delta, created=created
@@ -216,15 +241,15 @@ def xp_from_sig(sig: str) -> XP:
     """
     sig = sig.rstrip("/")
     # A path or "../x" must never reach the folder name: clear would act outside the root.
-    if not _SIG.fullmatch(sig):
+    if not layout.is_signature(sig):
         raise ConfigError(f"'{sig}' is not a signature (8 hex characters, as `audioflow ls` shows)")
     folder = xp_folder(sig)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
         entry = cluster_config()
         raise ConfigError(
-            f"no XP '{sig}' under {entry['xp_root'] / XPS_DIR} (team {entry['team']}, cluster "
-            f"{entry['cluster']}); list XPs with `audioflow ls` or check AUDIOFLOW_XP_DIR"
+            f"no XP '{sig}' under {layout.xps_dir(entry['xp_root'])} (team {entry['team']}, "
+            f"cluster {entry['cluster']}); list XPs with `audioflow ls` or check AUDIOFLOW_XP_DIR"
         )
     try:
         cfg = OmegaConf.load(config_path)

@@ -7,10 +7,13 @@ heavy (no torch), so planning stays cheap.
 
 ```
 <xp_root>/xps/<sig>/
-  overrides.json delta.json config.yaml drift.json .config.lock   the XP's definition
-  checkpoint.th best.th best.json history.json                    training state and results
+  overrides.json config_dir.json delta.json config.yaml drift.json .config.lock
+                                                                  the XP's definition
+  locks/<stage>.lock                                              held while a stage runs
+  checkpoint.th checkpoint_<E>.th best.th best.json history.json   training state and results
   stages/<stage>_<E>.json                                         a finished stage's metrics
   solver.log solver.<rank>.log tensorboard/ samples/              what a person reads
+  updates.jsonl timings.jsonl report/
 <xp_root>/logs/xps/<sig>/stages/<stage>_<E>.log                   the workflow's rule logs
 ```
 """
@@ -33,6 +36,7 @@ LOGS_DIR = "logs"
 # The XP's definition (written by config.folder).
 CONFIG_FILE = "config.yaml"
 OVERRIDES_FILE = "overrides.json"
+CONFIG_DIR_FILE = "config_dir.json"  # {"config_dir": the user config folder or null}
 DELTA_FILE = "delta.json"
 DRIFT_FILE = "drift.json"
 MUTEX_FILE = ".config.lock"
@@ -46,8 +50,12 @@ HISTORY_FILE = "history.json"
 STAGES_DIR = "stages"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"
+UPDATES_FILE = "updates.jsonl"  # per-update train scalars at the logging cadence
+TIMINGS_FILE = "timings.jsonl"  # one line per stage run: stage, epoch, start, seconds, outcome
+REPORT_DIR = "report"  # `audioflow report`: index.html and its PNG charts
 
 MARKER_RE = re.compile(rf"^({'|'.join(STAGES)})_(\d+)\.json$")
+EPOCH_CHECKPOINT_RE = re.compile(r"^checkpoint_(\d+)\.th$")
 
 
 def is_signature(text: str) -> bool:
@@ -73,6 +81,16 @@ def marker_name(stage: str, epoch: int | str) -> str:
 def marker_path(folder: Path | str, stage: str, epoch: int | str) -> Path:
     """``<folder>/stages/<stage>_<epoch>.json``: present once that stage finished."""
     return Path(folder) / STAGES_DIR / marker_name(stage, epoch)
+
+
+def epoch_checkpoint_name(epoch: int | str) -> str:
+    """``checkpoint_<epoch>.th``: the state at the end of an epoch's training."""
+    return f"checkpoint_{epoch}.th"
+
+
+def lock_path(folder: Path | str, name: str) -> Path:
+    """``<folder>/locks/<name>.lock``: held (flock) while the stage ``name`` runs."""
+    return Path(folder) / LOCKS_DIR / f"{name}.lock"
 
 
 def stage_logs_dir(xp_root: Path | str) -> Path:

@@ -15,13 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import XPLockedError
-
-LOCKS_DIR = "locks"
-
-
-def lock_path(folder: Path, name: str) -> Path:
-    """Path of the lock file of stage ``name`` in an XP folder."""
-    return Path(folder) / LOCKS_DIR / f"{name}.lock"
+from .layout import LOCKS_DIR, lock_path
 
 
 def _holder(path: Path) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from .composition import compose_parts, fingerprint, search_dirs, validate_overrides
+from .values import plain_values_need_compose
 
 SIG_LENGTH = 8
 
@@ -113,16 +114,15 @@ def sign(delta: list[tuple[str, Any]]) -> str:
 
 
 def signature(overrides: Iterable[str] = (), config_dir: str | os.PathLike | None = None) -> str:
-    """The signature of the XP defined by ``overrides``.
+    """The signature of the XP defined by ``overrides``: :func:`signatures` of one list.
 
     Raises:
         ConfigError: the overrides do not compose (see :func:`audioflow.config.compose`).
     """
-    parts = compose_parts(overrides, config_dir)
-    return sign(compute_delta(parts.groups, parts.base, parts.cfg))
+    return signatures([overrides], config_dir)[0]
 
 
-_SIG_CACHE: dict[tuple, str] = {}
+_SIG_CACHE: dict[tuple, tuple[str, list]] = {}
 _PLAIN_BASE: dict[int, tuple[DictConfig, dict, dict]] = {}
 
 
@@ -159,37 +159,64 @@ def apply_simple(data: dict, leaf_ovs: list) -> bool:
     return True
 
 
+def signed_delta(
+    overrides: Iterable[str],
+    config_dir: str | os.PathLike | None = None,
+    *,
+    dirs: list | None = None,
+    stamp: tuple | None = None,
+) -> tuple[str, list[tuple[str, Any]]]:
+    """The signature of an override list and the delta it hashes: the one computation
+    behind :func:`signature`, :func:`signatures`, XP folders and the workflow's plans.
+
+    Simple key overrides are applied to plain data instead of a config object (copying an
+    OmegaConf config costs ~10 ms; a plain dict ~0.1 ms); anything else, or a value the
+    range checks refuse or cannot see through an interpolation, is composed by Hydra (so
+    errors are the composer's). Results are cached for the life of the process, keyed by
+    the config files' fingerprint so that an edited default is seen.
+
+    Args:
+        overrides: override strings.
+        config_dir: a user config folder searched before the built-in one.
+        dirs, stamp: precomputed ``search_dirs`` / ``fingerprint`` (batch callers).
+
+    Returns:
+        ``(sig, delta)``; the delta is the sorted (key, value) list stored in delta.json.
+
+    Raises:
+        ConfigError: the overrides do not compose, or a value is out of range.
+    """
+    dirs = search_dirs(config_dir) if dirs is None else dirs
+    stamp = fingerprint(dirs) if stamp is None else stamp
+    overrides = [str(o) for o in overrides]
+    key = (tuple(map(str, dirs)), stamp, tuple(overrides))
+    hit = _SIG_CACHE.get(key)
+    if hit is None:
+        checked = validate_overrides(overrides, dirs, stamp)
+        base_data, flat_base = _base_plain(checked.base)
+        final = copy.deepcopy(base_data)
+        if apply_simple(final, checked.leaf_ovs) and not plain_values_need_compose(final):
+            delta = delta_from_plain(checked.groups, flat_base, final)
+        else:
+            parts = compose_parts(overrides, dirs=dirs, stamp=stamp)
+            delta = compute_delta(parts.groups, parts.base, parts.cfg)
+        if len(_SIG_CACHE) > 65536:
+            _SIG_CACHE.clear()
+        hit = _SIG_CACHE[key] = (sign(delta), delta)
+    return hit[0], list(hit[1])
+
+
 def signatures(
     override_lists: Iterable[Iterable[str]], config_dir: str | os.PathLike | None = None
 ) -> list[str]:
     """Signatures of many XPs at once, for planning (the workflow, grids).
 
     The config folders are scanned once, Hydra composes once per distinct set of group
-    choices, parsed overrides are reused, and simple key overrides are applied to plain
-    data instead of a config object (copying an OmegaConf config costs ~10 ms; a plain
-    dict ~0.1 ms). Each signature is cached for the life of the process, keyed by the
-    config files' fingerprint so that an edited default is seen. Agrees with
-    :func:`signature` (tested).
+    choices and parsed overrides are reused (see :func:`signed_delta`).
 
     Raises:
         ConfigError: the first override list that does not compose.
     """
     dirs = search_dirs(config_dir)
     stamp = fingerprint(dirs)
-    sigs = []
-    for overrides in override_lists:
-        overrides = [str(o) for o in overrides]
-        key = (tuple(map(str, dirs)), stamp, tuple(overrides))
-        sig = _SIG_CACHE.get(key)
-        if sig is None:
-            checked = validate_overrides(overrides, dirs, stamp)
-            base_data, flat_base = _base_plain(checked.base)
-            final = copy.deepcopy(base_data)
-            if apply_simple(final, checked.leaf_ovs):
-                delta = delta_from_plain(checked.groups, flat_base, final)
-            else:
-                parts = compose_parts(overrides, dirs=dirs, stamp=stamp)
-                delta = compute_delta(parts.groups, parts.base, parts.cfg)
-            sig = _SIG_CACHE[key] = sign(delta)
-        sigs.append(sig)
-    return sigs
+    return [signed_delta(overrides, dirs=dirs, stamp=stamp)[0] for overrides in override_lists]

@@ -7,12 +7,14 @@ listing hundreds of XPs stays fast and never imports torch.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .layout import BEST_FILE, CONFIG_FILE, HISTORY_FILE, LATEST_CHECKPOINT
 from .lock import held_locks
 
 
@@ -21,13 +23,15 @@ class XPStatus:
     """The state of one XP folder.
 
     Attributes:
-        status: ``running`` (a lock is held), ``done`` (history has ``optim.epochs``
-            entries), ``partial`` (some epochs or a checkpoint) or ``new``.
+        status: ``running`` (a lock is held), ``failed`` (a result is not finite: NaN or
+            infinite), ``done`` (history has ``optim.epochs`` entries), ``partial`` (some
+            epochs or a checkpoint) or ``new``.
         epoch: the last epoch in history.json (0 when none).
         epochs: ``optim.epochs`` of the stored config (None when unknown).
         last: the last history entry (``{"epoch": E, "train": {...}, ...}``) or {}.
         best: the content of best.json or {}.
         running: names of the locks held (``train``, ``valid``, ...).
+        nonfinite: the first non-finite result, e.g. ``valid.loss=nan at epoch 2``.
     """
 
     status: str
@@ -36,6 +40,7 @@ class XPStatus:
     last: dict = field(default_factory=dict)
     best: dict = field(default_factory=dict)
     running: list[str] = field(default_factory=list)
+    nonfinite: str | None = None
 
 
 def _json(path: Path, default: Any) -> Any:
@@ -48,32 +53,63 @@ def _json(path: Path, default: Any) -> Any:
 
 def _epochs(folder: Path) -> int | None:
     try:
-        cfg = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        cfg = yaml.safe_load((folder / CONFIG_FILE).read_text()) or {}
         return int(cfg["optim"]["epochs"])
     except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
         return None
 
 
+# How JSON writers spell what is not a finite number (json.dumps, strict writers, YAML).
+_NONFINITE_TEXT = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", ".nan", ".inf", "-.inf"}
+
+
+def is_nonfinite(value: Any) -> bool:
+    """Whether a stored metric is NaN or infinite (a float, or such a float as text)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, str) and value.strip().lower() in _NONFINITE_TEXT
+
+
+def first_nonfinite(history: list) -> str | None:
+    """``stage.metric=value at epoch E`` for the first non-finite metric in a history."""
+    for entry in history:
+        if not isinstance(entry, dict):
+            continue
+        for stage, metrics in entry.items():
+            if not isinstance(metrics, dict):
+                continue
+            for key, value in metrics.items():
+                if is_nonfinite(value):
+                    return f"{stage}.{key}={value} at epoch {entry.get('epoch', '?')}"
+    return None
+
+
 def read_status(folder: Path) -> XPStatus:
     """The status of the XP in ``folder``."""
     folder = Path(folder)
-    history = _json(folder / "history.json", [])
+    history = _json(folder / HISTORY_FILE, [])
     history = history if isinstance(history, list) else []
-    best = _json(folder / "best.json", {})
+    best = _json(folder / BEST_FILE, {})
     best = best if isinstance(best, dict) else {}
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     epoch = int(last.get("epoch", len(history))) if last else 0
     epochs = _epochs(folder)
     running = held_locks(folder)
+    # A run on NaN weights may go through every epoch: it is never "done".
+    nonfinite = first_nonfinite(history)
+    if nonfinite is None and is_nonfinite(best.get("value")):
+        nonfinite = f"best {best.get('metric', 'value')}={best['value']}"
     if running:
         status = "running"
+    elif nonfinite:
+        status = "failed"
     elif epochs is not None and len(history) >= epochs:
         status = "done"
-    elif history or (folder / "checkpoint.th").exists():
+    elif history or (folder / LATEST_CHECKPOINT).exists():
         status = "partial"
     else:
         status = "new"
-    return XPStatus(status, epoch, epochs, last, best, running)
+    return XPStatus(status, epoch, epochs, last, best, running, nonfinite)
 
 
 def format_best(best: dict) -> str:

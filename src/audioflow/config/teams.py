@@ -1,8 +1,9 @@
 """Teams and clusters: where XPs, references and datasets live, and how jobs are scheduled.
 
-``config/teams/<team>.yaml`` maps cluster names to entries. The team comes from
-``AUDIOFLOW_TEAM`` (default ``default``) or, for a file outside the repository,
-``AUDIOFLOW_CONFIG`` (path of a team YAML). The cluster comes from ``AUDIOFLOW_CLUSTER``,
+``teams/<team>.yaml`` maps cluster names to entries; it is looked up in the user's config
+folder (``--config-dir``, the workflow's ``config_dir``) first, then in the built-in
+``config/``. The team comes from ``AUDIOFLOW_TEAM`` (default ``default``) or, for a file
+anywhere, ``AUDIOFLOW_CONFIG`` (path of a team YAML). The cluster comes from ``AUDIOFLOW_CLUSTER``,
 else it is detected (``kubernetes`` inside a pod, else ``local``). ``AUDIOFLOW_XP_DIR`` and
 ``AUDIOFLOW_REFERENCE_DIR`` override the entry's paths. None of this enters a signature.
 """
@@ -40,6 +41,21 @@ ENTRY_DEFAULTS: dict[str, Any] = {
 }
 
 
+# The user config folder of this process (set once by a command given --config-dir), so
+# that code deep inside a run (xp_root(), resolve_path()) finds the same team file.
+_config_dir: Path | None = None
+
+
+def use_config_dir(config_dir: str | os.PathLike | None) -> None:
+    """Search ``<config_dir>/teams/`` before the built-in teams, for this whole process.
+
+    Args:
+        config_dir: the user config folder (``--config-dir``), or None for built-in only.
+    """
+    global _config_dir
+    _config_dir = None if config_dir is None else Path(config_dir).expanduser().absolute()
+
+
 def team_name() -> str:
     """The selected team: ``AUDIOFLOW_TEAM`` or ``default``."""
     return os.environ.get("AUDIOFLOW_TEAM") or DEFAULT_TEAM
@@ -56,11 +72,21 @@ def cluster_name() -> str:
     return "local"
 
 
-def team_file() -> Path:
-    """The team YAML in use: ``AUDIOFLOW_CONFIG`` or ``config/teams/<team>.yaml``.
+def _teams_dirs(config_dir: str | os.PathLike | None) -> list[Path]:
+    chosen = _config_dir if config_dir is None else Path(config_dir).expanduser().absolute()
+    dirs = [chosen / "teams"] if chosen is not None else []
+    return [*dirs, BUILTIN_CONFIG_DIR / "teams"]
+
+
+def team_file(config_dir: str | os.PathLike | None = None) -> Path:
+    """The team YAML in use: ``AUDIOFLOW_CONFIG``, else ``teams/<team>.yaml`` in the user
+    config folder, else in the built-in ``config/``.
+
+    Args:
+        config_dir: the user config folder; None: the one given to :func:`use_config_dir`.
 
     Raises:
-        ConfigError: the file does not exist (the message lists the shipped teams).
+        ConfigError: the file does not exist (the message lists the known teams).
     """
     explicit = os.environ.get("AUDIOFLOW_CONFIG")
     if explicit:
@@ -69,13 +95,16 @@ def team_file() -> Path:
             raise ConfigError(f"AUDIOFLOW_CONFIG={explicit}: no such team file; fix or unset it")
         return path
     team = team_name()
-    path = BUILTIN_CONFIG_DIR / "teams" / f"{team}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (BUILTIN_CONFIG_DIR / "teams").glob("*.yaml"))
-        raise ConfigError(
-            f"AUDIOFLOW_TEAM={team}: no file {path}; known teams: {', '.join(known) or 'none'}"
-        )
-    return path
+    dirs = _teams_dirs(config_dir)
+    for folder in dirs:
+        if (folder / f"{team}.yaml").is_file():
+            return folder / f"{team}.yaml"
+    known = sorted({p.stem for folder in dirs for p in folder.glob("*.yaml")})
+    where = " or ".join(str(folder) for folder in dirs)
+    raise ConfigError(
+        f"AUDIOFLOW_TEAM={team}: no {team}.yaml in {where}; "
+        f"known teams: {', '.join(known) or 'none'}"
+    )
 
 
 def _load_team(path: Path) -> dict:
@@ -121,8 +150,12 @@ def _absolute(value: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(os.fspath(value))).absolute()
 
 
-def cluster_config() -> dict:
+def cluster_config(config_dir: str | os.PathLike | None = None) -> dict:
     """The selected team/cluster entry with environment overrides applied.
+
+    Args:
+        config_dir: the user config folder searched for the team file first; None: the
+            one given to :func:`use_config_dir` (if any).
 
     Returns:
         A dict with ``xp_root`` and ``reference_dir`` (absolute Paths), ``dataset_mappings``
@@ -133,7 +166,7 @@ def cluster_config() -> dict:
     Raises:
         ConfigError: missing team file, or the cluster is not in it.
     """
-    path = team_file()
+    path = team_file(config_dir)
     clusters = _load_team(path)
     cluster = cluster_name()
     if cluster not in clusters:

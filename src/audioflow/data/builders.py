@@ -11,11 +11,11 @@ from typing import Any
 
 from torch.utils.data import DataLoader, DistributedSampler
 
-from audioflow.data.dataset import AudioDataset, collate
+from audioflow.config.layout import STAGES
+from audioflow.data.dataset import AudioDataset, check_files_exist, collate
 from audioflow.data.manifest import read_manifest
 from audioflow.data.samplers import TrainSampler
 
-STAGES = ("train", "valid", "evaluate", "generate")
 # Keys a stage may override under dataset.<stage>, with their defaults.
 _STAGE_KEYS = {
     "batch_size": 16,
@@ -68,7 +68,9 @@ def _load_entries(stage: str, manifest: str) -> list[dict]:
             f"`audioflow manifest AUDIO_FOLDER -o {path}` (or `audioflow synth` for the demo)"
         )
     try:
-        return read_manifest(path)
+        entries = read_manifest(path)
+        check_files_exist(entries)  # here, not at the first batch of a DataLoader worker
+        return entries
     except (ValueError, OSError, EOFError) as err:
         raise ConfigError(f"datasource.{stage}: {err}") from None
 

@@ -33,6 +33,32 @@ def _weight(entry: dict) -> float:
     return weight
 
 
+# Files checked for existence when a dataset is opened: all of a small manifest, an even
+# spread of a large one (a stat costs a network round trip on shared volumes).
+EXISTENCE_SAMPLE = 256
+
+
+def check_files_exist(entries: list[dict], sample: int = EXISTENCE_SAMPLE) -> None:
+    """Stat the audio files of a manifest (every one, or ``sample`` spread evenly).
+
+    Raises:
+        ValueError: a listed file is missing (the message names the first one found).
+    """
+    if not entries:
+        return
+    step = max(1, len(entries) // sample)
+    checked = entries[::step][:sample]
+    missing = [e["path"] for e in checked if not Path(e["path"]).is_file()]
+    if missing:
+        more = (
+            f" (and {len(missing) - 1} more of {len(checked)} checked)" if len(missing) > 1 else ""
+        )
+        raise ValueError(
+            f"audio file {missing[0]} is listed in the manifest but does not exist{more}; "
+            "restore the files or rebuild the manifest with `audioflow manifest`"
+        )
+
+
 class AudioDataset(torch.utils.data.Dataset):
     """Segments of the audio files listed in a manifest.
 
@@ -109,8 +135,15 @@ class AudioDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_manifest(cls, path: str | Path, **kwargs) -> AudioDataset:
-        """Build from a manifest file (relative paths resolved against its folder)."""
-        return cls(read_manifest(path), **kwargs)
+        """Build from a manifest file (relative paths resolved against its folder).
+
+        Raises:
+            ValueError: see the class; also a listed audio file that does not exist
+                (:func:`check_files_exist`).
+        """
+        entries = read_manifest(path)
+        check_files_exist(entries)
+        return cls(entries, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draws ``__getitem__`` returns (ignored if not shuffle)."""

@@ -25,6 +25,10 @@ from audioflow.data import scan_state
 from audioflow.data.probe import CORE_KEYS, probe_chunk, read_sidecars
 from audioflow.data.scan import DEFAULT_INCLUDE, FoundFile, walk_audio
 
+NO_TRANSCRIPT = (
+    "no transcript: no <stem>.txt, <stem>.lab or <file>.txt beside it (or it is empty); "
+    "add one or leave the file out with --exclude"
+)
 # Below this many files to probe, a process pool costs more than it saves.
 _MIN_FILES_FOR_POOL = 256
 _CORE_SET = frozenset(CORE_KEYS)
@@ -181,6 +185,20 @@ def _probe_all(
     return results
 
 
+def probe_files(
+    found: list[FoundFile], workers: int | None = None, check_tail: bool = False
+) -> list[tuple[str, dict | None, str | None]]:
+    """Probe audio files (a process pool for many), without a progress bar.
+
+    Returns:
+        ``(path, entry, reason)`` per file, in no particular order.
+    """
+    from tqdm import tqdm
+
+    with tqdm(total=len(found), disable=True) as bar:
+        return _probe_all(found, workers or _default_workers(), check_tail, bar)
+
+
 def _unchanged_report(output: Path, rejects_file: Path, digest: str) -> ManifestReport | None:
     """The report of a rescan that found exactly what the last scan of ``output`` found."""
     entries = scan_state.unchanged(output, rejects_file, digest)
@@ -237,6 +255,7 @@ def build_manifest(
     workers: int | None = None,
     check_tail: bool = False,
     progress: bool | None = None,
+    require_text: bool = False,
 ) -> ManifestReport:
     """Scan audio folders into a manifest and a rejects file.
 
@@ -253,6 +272,8 @@ def build_manifest(
         check_tail: also read the last frame of compressed files, to reject FLAC/Ogg/MP3
             files whose body was cut short (their header is intact).
         progress: show a progress bar (default: when stderr is a terminal).
+        require_text: a speech corpus: a file without a transcript (``<stem>.txt``,
+            ``<stem>.lab`` or ``<file>.txt``) is a reject instead of an entry.
 
     Returns:
         A ManifestReport.
@@ -281,6 +302,8 @@ def build_manifest(
         "exclude": list(exclude),
         "check_tail": check_tail,
     }
+    if require_text:  # only when set, so the digest of earlier scans stays valid
+        options["require_text"] = True
     seen = scan_state.fingerprint(found, options)
     if reuse and previous == output:
         shortcut = _unchanged_report(output, rejects_file, seen.digest)
@@ -302,13 +325,13 @@ def build_manifest(
     for f in found:
         prev = old.get(f.path)
         if prev is not None and prev.get("size") == f.size and prev.get("mtime") == f.mtime:
-            if not (f.has_json or f.has_txt) and prev.keys() <= _CORE_SET:
+            if not (f.has_json or f.has_txt or f.stem_text) and prev.keys() <= _CORE_SET:
                 entries[f.path] = prev  # the common case, kept cheap: no sidecar then or now
                 continue
             entry = {k: prev[k] for k in CORE_KEYS if k in prev}
             try:
                 # Sidecars are re-read: editing labels must not require touching the audio.
-                entry.update(read_sidecars(f.path, f.has_json, f.has_txt))
+                entry.update(read_sidecars(f.path, f.has_json, f.has_txt, f.stem_text))
             except ValueError as err:
                 reused_rejects.append((f.path, str(err)))
                 continue
@@ -333,6 +356,10 @@ def build_manifest(
             entries[path] = entry
         else:
             report.rejects.append((path, reason))
+    if require_text:
+        for path in [p for p, e in entries.items() if not e.get("text")]:
+            del entries[path]
+            report.rejects.append((path, NO_TRANSCRIPT))
     report.rejects.extend(reused_rejects)
     report.rejects.extend(bad_names)
     report.rejects.sort()

@@ -77,16 +77,18 @@ def _open_error_reason(path: str, size: int, err: Exception) -> str:
     return f"truncated: {container} header unreadable ('{message}')"
 
 
-def read_sidecars(path: str, has_json: bool, has_txt: bool) -> dict:
-    """Metadata from ``<file>.json`` (an object) and ``<file>.txt`` (as ``text``).
+def read_sidecars(path: str, has_json: bool, has_txt: bool, stem_text: str = "") -> dict:
+    """Metadata from ``<file>.json`` (an object) and a transcript (as ``text``).
 
     Args:
         path: the audio file.
         has_json: read ``<path>.json``.
         has_txt: read ``<path>.txt``.
+        stem_text: name of a ``<stem>.txt``/``<stem>.lab`` transcript in the same folder,
+            read when there is no ``<path>.txt``.
 
     Returns:
-        The sidecar fields, ``text`` last so the .txt file wins over a ``text`` JSON key.
+        The sidecar fields, ``text`` last so a transcript file wins over a ``text`` JSON key.
 
     Raises:
         ValueError: a sidecar is not valid UTF-8 JSON object / text (message names it).
@@ -102,13 +104,32 @@ def read_sidecars(path: str, has_json: bool, has_txt: bool) -> dict:
         if not isinstance(data, dict):
             raise ValueError(f"sidecar {name}: must hold a JSON object, not {type(data).__name__}")
         meta.update((k, v) for k, v in data.items() if k not in CORE_KEYS)
-    if has_txt:
+    transcript = path + ".txt" if has_txt else None
+    if transcript is None and stem_text:
+        transcript = os.path.join(os.path.dirname(path), stem_text)
+    if transcript is not None:
         try:
-            with open(path + ".txt", encoding="utf-8") as f:
-                meta["text"] = f.read().strip()
+            with open(transcript, encoding="utf-8") as f:
+                text = f.read()
         except (UnicodeDecodeError, OSError) as err:
-            raise ValueError(f"sidecar {os.path.basename(path)}.txt: unreadable ({err})") from None
+            name = os.path.basename(transcript)
+            raise ValueError(f"sidecar {name}: unreadable ({err})") from None
+        meta["text"] = _lab_words(text) if transcript.endswith(".lab") else text.strip()
     return meta
+
+
+# One HTK label line: start and end times (100 ns units), then the label.
+_HTK_LINE = re.compile(r"^\s*\d+\s+\d+\s+(\S+)")
+
+
+def _lab_words(text: str) -> str:
+    """The transcript of a ``.lab`` file: plain words (MFA), or the labels of an HTK
+    label file (``start end word`` lines, silences ``sil``/``sp`` left out)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    matches = [_HTK_LINE.match(line) for line in lines]
+    if not lines or not all(matches):
+        return " ".join(text.split())
+    return " ".join(m.group(1) for m in matches if m.group(1).lower() not in ("sil", "sp"))
 
 
 def probe_file(found: FoundFile, check_tail: bool = False) -> tuple[dict | None, str | None]:
@@ -149,7 +170,7 @@ def probe_file(found: FoundFile, check_tail: bool = False) -> tuple[dict | None,
             return None, _open_error_reason(path, found.size, err)
         return None, f"truncated: cannot read to the end ({err})"
     try:
-        meta = read_sidecars(path, found.has_json, found.has_txt)
+        meta = read_sidecars(path, found.has_json, found.has_txt, found.stem_text)
     except ValueError as err:
         return None, str(err)
     entry = {

@@ -23,7 +23,10 @@ READABLE_EXTENSIONS = (
 # so that they show up as rejects ("unsupported format") instead of vanishing silently.
 UNSUPPORTED_EXTENSIONS = (".m4a", ".aac", ".wma", ".mp4", ".webm", ".amr", ".ape", ".wv")
 DEFAULT_INCLUDE = tuple(f"*{ext}" for ext in READABLE_EXTENSIONS + UNSUPPORTED_EXTENSIONS)
-SIDECAR_SUFFIXES = (".json", ".txt")
+SIDECAR_SUFFIXES = (".json", ".txt", ".lab")
+# Transcripts named after the audio file's stem (``utt1.txt`` / ``utt1.lab`` beside
+# ``utt1.wav``: TTS/ASR corpora, Montreal Forced Aligner), in order of preference.
+STEM_TRANSCRIPT_SUFFIXES = (".txt", ".lab")
 # Stat relative to an open folder where the platform can (Linux, macOS).
 _USE_DIR_FD = os.stat in os.supports_dir_fd and os.scandir in os.supports_fd
 
@@ -37,6 +40,8 @@ class FoundFile(NamedTuple):
         mtime: modification time in seconds.
         has_json: a ``<file>.json`` sidecar sits beside it.
         has_txt: a ``<file>.txt`` sidecar sits beside it.
+        stem_text: name of a ``<stem>.txt`` (else ``<stem>.lab``) transcript beside it,
+            or "" (``<file>.txt`` wins when both exist).
     """
 
     path: str
@@ -44,6 +49,7 @@ class FoundFile(NamedTuple):
     mtime: float
     has_json: bool = False
     has_txt: bool = False
+    stem_text: str = ""
 
 
 class _Globs:
@@ -92,15 +98,32 @@ def _stat_files(
         audio = [n for n, st in kept if st is not None]
         stats = [st for _, st in kept if st is not None]
         paths = [prefix + name for name in audio]
+    has_txt = [name + ".txt" in names for name in audio]
     columns = zip(
         paths,
         [st.st_size for st in stats],
         [st.st_mtime for st in stats],
         [name + ".json" in names for name in audio],
-        [name + ".txt" in names for name in audio],
+        has_txt,
+        _stem_transcripts(audio, names, has_txt),
     )
     # tuple.__new__ builds the named tuples without a Python-level call per file.
     return dict(zip(paths, map(tuple.__new__, repeat(FoundFile), columns)))
+
+
+def _stem_transcripts(audio: list[str], names: set[str], has_txt: list[bool]) -> list[str]:
+    """The ``<stem>.txt``/``<stem>.lab`` name of each audio file ("" for none)."""
+    by_stem: dict[str, str] = {}
+    for suffix in reversed(STEM_TRANSCRIPT_SUFFIXES):  # the preferred suffix written last
+        for name in names:
+            if name.endswith(suffix):
+                by_stem[name[: -len(suffix)]] = name
+    if not by_stem:  # the common case of a folder without transcripts costs one pass
+        return [""] * len(audio)
+    return [
+        "" if txt else by_stem.get(name.rpartition(".")[0] or name, "")
+        for name, txt in zip(audio, has_txt)
+    ]
 
 
 def _stat_or_none(path: str) -> os.stat_result | None:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 from audioflow import atomic
 from audioflow.data.scan import FoundFile
 
-_VERSION = 1
+_VERSION = 2  # 2: stem transcripts (utt1.txt, utt1.lab) are part of the walk
 # Files modified this recently may change again within one timestamp tick (1-2 s on
 # FAT/HFS+/some network mounts) without their mtime moving: no shortcut is recorded then.
 RACY_SECONDS = 2.0
@@ -67,10 +67,10 @@ def fingerprint(found: list[FoundFile], options: dict) -> Fingerprint:
     if not found:
         return Fingerprint(digest.hexdigest(), 0.0)
     # Columns of plain values pickle in one pass, several times faster than the tuples.
-    paths, sizes, mtimes, has_json, has_txt = zip(*found)
-    digest.update(pickle.dumps((paths, sizes, mtimes, has_json, has_txt), protocol=5))
+    paths, sizes, mtimes, has_json, has_txt, stem_text = zip(*found)
+    digest.update(pickle.dumps((paths, sizes, mtimes, has_json, has_txt, stem_text), protocol=5))
     newest = max(mtimes)
-    if any(has_json) or any(has_txt):
+    if any(has_json) or any(has_txt) or any(stem_text):
         sidecars = _sidecar_stats(found)
         digest.update(pickle.dumps(sidecars, protocol=5))
         newest = max([newest] + [mtime_ns / 1e9 for _, _, mtime_ns in sidecars])
@@ -81,13 +81,17 @@ def _sidecar_stats(found: list[FoundFile]) -> list[tuple[str, int, int]]:
     """(path, size, mtime_ns) of every sidecar the walk saw; -1s for one gone since."""
     stats = []
     for f in found:
-        for suffix, present in ((".json", f.has_json), (".txt", f.has_txt)):
-            if present:
-                try:
-                    st = os.stat(f.path + suffix)
-                    stats.append((f.path + suffix, st.st_size, st.st_mtime_ns))
-                except OSError:
-                    stats.append((f.path + suffix, -1, -1))
+        sidecars = [f.path + ".json"] if f.has_json else []
+        if f.has_txt:
+            sidecars.append(f.path + ".txt")
+        elif f.stem_text:
+            sidecars.append(os.path.join(os.path.dirname(f.path), f.stem_text))
+        for sidecar in sidecars:
+            try:
+                st = os.stat(sidecar)
+                stats.append((sidecar, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stats.append((sidecar, -1, -1))
     return stats
 
 

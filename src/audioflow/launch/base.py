@@ -16,6 +16,10 @@ from pathlib import Path
 # Exit status a stage uses for configuration errors: retrying cannot help, so launchers
 # (and the Kubernetes podFailurePolicy) fail fast on it instead of burning retries.
 CONFIG_ERROR_EXIT_CODE = 2
+# Exit status of a node whose peer vanished (preempted, drained): sysexits' EX_TEMPFAIL.
+# The node did nothing wrong, so the Kubernetes podFailurePolicy does not count it; the
+# whole gang restarts from the last checkpoint (see audioflow.launch.peers).
+PEER_LOST_EXIT_CODE = 75
 
 # The command-line option that sets each resource of a JobSpec, and its least valid value:
 # torchrun and the Job API take nonsense such as 0 processes or -5 MiB and fail later,

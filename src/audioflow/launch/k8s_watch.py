@@ -1,27 +1,46 @@
-"""Follow a submitted Job: watch it to its end and stream its rank-0 pod's logs.
+"""Follow a submitted Job: watch it to its end, and know why its pods do not start.
 
 Objects are handled as the API server's JSON (plain dicts), read with
 ``_preload_content=False``: nothing depends on the client's model classes keeping up with
-the server's fields.
+the server's fields. Every request carries a client-side timeout: a server (or a proxy)
+that sends headers and then nothing is noticed after ``watch_seconds + read_timeout`` and
+the watch is reopened from the last resourceVersion seen, never waited on forever.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from .base import CONFIG_ERROR_EXIT_CODE, PEER_LOST_EXIT_CODE
 from .manifests import CONTAINER, INDEX_ANNOTATION, JOB_LABEL
 
 logger = logging.getLogger(__name__)
 
 TERMINAL_CONDITIONS = ("Complete", "Failed")
-# Watches end after this long and are reopened, so a silently dropped connection is noticed.
+# Watches end after this long (server side) and are reopened.
 WATCH_SECONDS = 60
+# Silence, beyond what a request may legitimately take, after which it is abandoned.
+READ_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 10
 API_ERRORS_TOLERATED = 10
+STARTED_PHASES = ("Running", "Succeeded", "Failed")
+# Waiting reasons that retrying cannot fix: the image or the pod's config is wrong.
+CONFIG_WAITING_REASONS = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+)
+
+
+def request_timeout(read_seconds: float) -> tuple[float, float]:
+    """The client's ``_request_timeout``: (connect, read) seconds."""
+    return (CONNECT_TIMEOUT_SECONDS, read_seconds)
 
 
 def read_json(response) -> Any:
@@ -40,7 +59,7 @@ def job_condition(job: dict) -> dict | None:
     return None
 
 
-def read_job(batch, namespace: str, name: str) -> dict | None:
+def read_job(batch, namespace: str, name: str, read_seconds: float = READ_TIMEOUT_SECONDS):
     """The Job named ``name`` as a dict, or None if there is none.
 
     Raises:
@@ -49,7 +68,10 @@ def read_job(batch, namespace: str, name: str) -> dict | None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return read_json(batch.read_namespaced_job(name, namespace, _preload_content=False))
+        response = batch.read_namespaced_job(
+            name, namespace, _preload_content=False, _request_timeout=request_timeout(read_seconds)
+        )
+        return read_json(response)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -57,7 +79,13 @@ def read_job(batch, namespace: str, name: str) -> dict | None:
 
 
 def wait_for_job(
-    batch, namespace: str, name: str, job: dict, watch_seconds: int = WATCH_SECONDS
+    batch,
+    namespace: str,
+    name: str,
+    job: dict,
+    watch_seconds: int = WATCH_SECONDS,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    on_tick: Callable[[dict], None] | None = None,
 ) -> dict | None:
     """Watch the Job until it completes or fails.
 
@@ -67,6 +95,9 @@ def wait_for_job(
         name: the Job's name.
         job: the Job as last read (its resourceVersion is where the watch starts).
         watch_seconds: length of one watch request before it is reopened.
+        read_timeout: silence beyond ``watch_seconds`` after which a watch is abandoned.
+        on_tick: called with the Job as last seen between watch requests (at least every
+            ``watch_seconds + read_timeout``); may raise to stop waiting (a deadline).
 
     Returns:
         The Job in its terminal state, or None if it was deleted before finishing.
@@ -76,10 +107,12 @@ def wait_for_job(
     """
     from kubernetes import watch
     from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
+    from urllib3.exceptions import HTTPError, ProtocolError, ReadTimeoutError
 
     errors = 0
     while job_condition(job) is None:
+        if on_tick is not None:
+            on_tick(job)
         version = job["metadata"].get("resourceVersion")
         try:
             stream = watch.Watch().stream(
@@ -88,6 +121,7 @@ def wait_for_job(
                 field_selector=f"metadata.name={name}",
                 resource_version=version,
                 timeout_seconds=watch_seconds,
+                _request_timeout=request_timeout(watch_seconds + read_timeout),
             )
             for event in stream:
                 if event["type"] == "DELETED":
@@ -97,6 +131,9 @@ def wait_for_job(
                     if job_condition(job) is not None:
                         return job
             errors = 0
+        except (ReadTimeoutError, ProtocolError) as exc:
+            # A silent or cut stream, not a failing API: reopen at once.
+            logger.info("watch of job %s reopened after %s", name, exc)
         except (ApiException, HTTPError) as exc:
             # 410 Gone: the resourceVersion expired; anything else: the API hiccupped.
             # Either way, read the Job afresh and watch from there.
@@ -106,24 +143,38 @@ def wait_for_job(
                     raise
                 time.sleep(min(30, 2**errors))
             logger.info("re-reading job %s after %s", name, exc)
-        fresh = read_job(batch, namespace, name)
+        fresh = read_job(batch, namespace, name, read_timeout)
         if fresh is None:
             return None
         job = fresh
     return job
 
 
-def rank0_pods(core, namespace: str, name: str) -> list[dict]:
-    """The job's rank-0 pods (node index 0), oldest first: one per attempt."""
+def job_pods(core, namespace: str, name: str, read_seconds: float = READ_TIMEOUT_SECONDS):
+    """Every pod of the Job, oldest first."""
     pods = read_json(
         core.list_namespaced_pod(
-            namespace, label_selector=f"{JOB_LABEL}={name}", _preload_content=False
+            namespace,
+            label_selector=f"{JOB_LABEL}={name}",
+            _preload_content=False,
+            _request_timeout=request_timeout(read_seconds),
         )
     )["items"]
-    rank0 = [p for p in pods if p["metadata"].get("annotations", {}).get(INDEX_ANNOTATION) == "0"]
-    return sorted(
-        rank0, key=lambda p: (p["metadata"].get("creationTimestamp", ""), p["metadata"]["name"])
-    )
+    return sorted(pods, key=_age_key)
+
+
+def _age_key(pod: dict) -> tuple[str, str]:
+    return (pod["metadata"].get("creationTimestamp", ""), pod["metadata"]["name"])
+
+
+def pod_index(pod: dict) -> str | None:
+    """The pod's completion index (its node rank) as the Job controller wrote it."""
+    return (pod["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION)
+
+
+def rank0_pods(core, namespace: str, name: str, read_seconds: float = READ_TIMEOUT_SECONDS):
+    """The job's rank-0 pods (node index 0), oldest first: one per attempt."""
+    return [p for p in job_pods(core, namespace, name, read_seconds) if pod_index(p) == "0"]
 
 
 def waiting_reason(pod: dict) -> str | None:
@@ -149,80 +200,125 @@ def container_exit_code(pod: dict) -> int | None:
     return None
 
 
-class RankZeroLogs(threading.Thread):
-    """Streams the logs of every rank-0 pod of a Job, one after the other, to ``sink``.
+def disrupted(pod: dict) -> bool:
+    """Whether the pod carries the DisruptionTarget condition (preempted, evicted...)."""
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
-    A preempted pod is replaced by a new one with a new name; each gets a header line, so
-    the rule's log shows every attempt in order. Runs as a daemon: a log stream blocked on
-    a silent pod never keeps the process alive.
+
+def real_exit_code(pods: list[dict]) -> int | None:
+    """The exit code that says what went wrong: the newest attempt's rank 0, else the
+    first failing rank of that attempt.
+
+    Pods that were disrupted or only lost a peer are left out: their code says nothing
+    about the stage.
+    """
+    failed = [
+        (pod, code)
+        for pod, code in ((p, container_exit_code(p)) for p in pods)
+        if code and code != PEER_LOST_EXIT_CODE and not disrupted(pod)
+    ]
+    # Pods of one attempt are created together: rank 0 sorts last among them.
+    failed.sort(key=lambda pc: (_age_key(pc[0])[0], pod_index(pc[0]) == "0"))
+    return failed[-1][1] if failed else None
+
+
+@dataclass
+class StartTimeout(Exception):
+    """The Job's pods did not all start within the start deadline.
+
+    Attributes:
+        reason: one line: what kept them (the pods' waiting reasons, the Job's events).
+        exit_code: ``CONFIG_ERROR_EXIT_CODE`` when retrying cannot help (a bad image).
+    """
+
+    reason: str
+    exit_code: int
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class StartDeadline:
+    """All of a Job's pods must be running within ``seconds`` of it needing them.
+
+    The clock runs while some index has no started pod, from the first look (submit or
+    re-attach) or from a pod's loss, and not while the Job is suspended (queued by
+    Kueue, which admits all of its pods at once). It stops when every index has started.
 
     Args:
-        core: a ``CoreV1Api``.
-        namespace: the pods' namespace.
-        name: the Job's name.
-        sink: receives the log bytes (appends to the rule's log file).
-        poll_seconds: how often the pod list is read while no pod is streaming.
+        seconds: the deadline (0: none).
+        nodes: the Job's pod count (its completions).
+        events: returns the Job's event messages (quota refusals appear only there).
+        clock: monotonic time source.
     """
 
     def __init__(
-        self, core, namespace: str, name: str, sink: Callable[[bytes], None], poll_seconds: float
+        self,
+        seconds: float,
+        nodes: int,
+        events: Callable[[], list[str]],
+        clock: Callable[[], float] = time.monotonic,
     ):
-        super().__init__(name=f"logs-{name}", daemon=True)
-        self.core, self.namespace, self.job, self.sink = core, namespace, name, sink
-        self.poll_seconds = poll_seconds
-        self.streamed: list[str] = []
-        self.reported: dict[str, str] = {}  # pod -> last waiting reason written
-        self.last_exit_code: int | None = None
-        self._finishing = threading.Event()
+        self.seconds, self.nodes, self.events, self.clock = seconds, nodes, events, clock
+        self.waiting_since: float | None = None
 
-    def finish(self, timeout: float) -> None:
-        """Stream what is left (pods that ended before they were seen), then stop."""
-        self._finishing.set()
-        self.join(timeout)
-
-    def run(self) -> None:
-        while True:
-            final = self._finishing.is_set()
-            try:
-                self._stream_new_pods()
-            except Exception as exc:  # noqa: BLE001 - logs are best effort, the Job decides
-                logger.warning("listing pods of %s failed: %s", self.job, exc)
-            if final:
-                return
-            self._finishing.wait(self.poll_seconds)
-
-    def _stream_new_pods(self) -> None:
-        for pod in rank0_pods(self.core, self.namespace, self.job):
-            pod_name = pod["metadata"]["name"]
-            code = container_exit_code(pod)
-            if code is not None:
-                self.last_exit_code = code
-            phase = (pod.get("status") or {}).get("phase")
-            reason = waiting_reason(pod) if phase == "Pending" else None
-            if reason and self.reported.get(pod_name) != reason:
-                # Said once per change, so a pod stuck on a quota or a bad image is visible.
-                self.reported[pod_name] = reason
-                self.sink(f"[audioflow] pod {pod_name} is waiting: {reason}\n".encode())
-            if pod_name in self.streamed or phase not in ("Running", "Succeeded", "Failed"):
-                continue
-            self.streamed.append(pod_name)
-            attempt = len(self.streamed)
-            self.sink(f"[audioflow] logs of pod {pod_name} (attempt {attempt})\n".encode())
-            self._stream(pod_name)
-
-    def _stream(self, pod_name: str) -> None:
-        try:
-            response = self.core.read_namespaced_pod_log(
-                pod_name, self.namespace, container=CONTAINER, follow=True, _preload_content=False
-            )
-        except Exception as exc:  # noqa: BLE001 - a pod that never started has no logs
-            self.sink(f"[audioflow] no logs from pod {pod_name}: {exc}\n".encode())
+    def check(self, job: dict, pods: list[dict]) -> None:
+        """Raise :class:`StartTimeout` if the deadline has passed with pods not started."""
+        if not self.seconds:
             return
-        try:
-            # read1 returns what has arrived, so lines reach the log as the pod writes them.
-            for chunk in iter(lambda: response.read1(65536), b""):
-                self.sink(chunk)
-        except Exception as exc:  # noqa: BLE001 - a dropped stream must not end the wait
-            self.sink(f"\n[audioflow] log stream of pod {pod_name} interrupted: {exc}\n".encode())
-        finally:
-            response.release_conn()
+        if (job.get("spec") or {}).get("suspend"):
+            self.waiting_since = None
+            return
+        newest: dict[str, dict] = {}
+        for pod in pods:
+            index = pod_index(pod)
+            if index is not None:
+                newest[index] = pod
+        started = [
+            i for i, p in newest.items() if (p.get("status") or {}).get("phase") in STARTED_PHASES
+        ]
+        if len(started) >= self.nodes:
+            self.waiting_since = None
+            return
+        now = self.clock()
+        if self.waiting_since is None:
+            self.waiting_since = now
+        if now - self.waiting_since < self.seconds:
+            return
+        reasons, code = [], 1
+        for index, pod in sorted(newest.items()):
+            reason = waiting_reason(pod) if index not in started else None
+            if reason:
+                reasons.append(f"pod {pod['metadata']['name']}: {reason}")
+                if reason.split(":", 1)[0] in CONFIG_WAITING_REASONS:
+                    code = CONFIG_ERROR_EXIT_CODE
+        if len(newest) < self.nodes:
+            missing = self.nodes - len(newest)
+            why = "; ".join(self.events()[-2:]) or "no reason given by the Job's events"
+            reasons.append(f"{missing} pod(s) not created: {why}")
+        detail = "; ".join(reasons) or "pods pending without a reason"
+        raise StartTimeout(
+            f"{len(started)}/{self.nodes} pod(s) running after {self.seconds:.0f}s: {detail}",
+            code,
+        )
+
+
+def job_events(core, namespace: str, name: str, read_seconds: float = READ_TIMEOUT_SECONDS):
+    """Messages of the Job's events (FailedCreate: quota refusals...), oldest first."""
+    try:
+        events = read_json(
+            core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=Job,involvedObject.name={name}",
+                _preload_content=False,
+                _request_timeout=request_timeout(read_seconds),
+            )
+        )["items"]
+    except Exception as exc:  # noqa: BLE001 - events only explain; never fail the wait
+        logger.info("events of job %s unreadable: %s", name, exc)
+        return []
+    events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return [f"{e.get('reason', '')}: {e.get('message', '')}".strip() for e in events]

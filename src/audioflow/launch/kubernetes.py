@@ -1,10 +1,12 @@
 """The Kubernetes launcher: a stage runs as an Indexed Job with torchrun on every node.
 
 ``snakemake --profile k8s`` selects it (``config: {launcher: kubernetes}``). For each rule
-job it renders the Job and its headless Service (:mod:`audioflow.launch.manifests`),
-submits them with the official client, streams the rank-0 pod's output into the rule's
-log and returns the Job's outcome as the rule's exit status. A Job of the same name still
-running (the controller was restarted) is re-attached to instead of submitted twice.
+job it renders the Job, its headless Service and NetworkPolicy
+(:mod:`audioflow.launch.manifests`), submits them with the official client (the Job
+owning the other two), streams the rank-0 pod's output into the rule's log and returns
+the Job's outcome as the rule's exit status. A Job of the same name still running (the
+controller was restarted) is re-attached to instead of submitted twice. Pods that do not
+all start within the start deadline end the rule with the reason, and the Job is deleted.
 SIGINT/SIGTERM (Ctrl-C on snakemake reaches every launcher) delete the Job and its pods.
 """
 
@@ -21,16 +23,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .base import CONFIG_ERROR_EXIT_CODE, JobSpec, Launcher
+from .k8s_logs import LogPositions, RankZeroLogs, positions_path
 from .k8s_settings import KubernetesSettings, load_settings
 from .k8s_watch import (
-    RankZeroLogs,
+    READ_TIMEOUT_SECONDS,
+    StartDeadline,
+    StartTimeout,
     container_exit_code,
     job_condition,
+    job_events,
+    job_pods,
     read_job,
     read_json,
+    real_exit_code,
+    request_timeout,
     wait_for_job,
 )
-from .manifests import job_name, render_job, render_service
+from .manifests import job_name, render_dependents, render_job
 
 # The controller's cancel wins over a Job stuck in deletion after this long.
 DELETE_WAIT_SECONDS = 300
@@ -66,23 +75,24 @@ def new_api_client():
     return client.ApiClient()
 
 
-def exit_status(job: dict | None, rank0_exit_code: int | None) -> int:
+def exit_status(job: dict | None, failed_exit_code: int | None) -> int:
     """The rule's exit status for a finished Job.
 
     Args:
         job: the Job in its terminal state, or None if it was deleted before it finished.
-        rank0_exit_code: the last exit code of the rank-0 trainer container, if known.
+        failed_exit_code: the real exit code of the failed trainer (rank 0's, else the
+            first failing rank's; see ``k8s_watch.real_exit_code``), if known.
 
     Returns:
         0 if the Job completed; ``CONFIG_ERROR_EXIT_CODE`` if the podFailurePolicy failed
-        it (a configuration error: retrying cannot help); else the rank-0 exit code, or 1.
+        it (a configuration error: retrying cannot help); else the failed exit code, or 1.
     """
     cond = job_condition(job) if job else None
     if cond is not None and cond["type"] == "Complete":
         return 0
     if cond is not None and cond.get("reason") == "PodFailurePolicy":
         return CONFIG_ERROR_EXIT_CODE
-    return rank0_exit_code if rank0_exit_code else 1
+    return failed_exit_code if failed_exit_code else 1
 
 
 def api_error(exc) -> str:
@@ -103,6 +113,10 @@ class KubernetesLauncher(Launcher):
         api_client: a ``kubernetes.client.ApiClient``; None loads kubeconfig or in-cluster.
         poll_seconds: how often pods are listed while waiting for the rank-0 pod.
         watch_seconds: length of one watch request on the Job before it is reopened.
+        read_timeout: silence after which any request or stream is abandoned and reopened
+            (a watch may first take its ``watch_seconds``).
+        log_drain_seconds: how long the logs of finished pods may take once the Job ended.
+        delete_wait_seconds: how long a Job being replaced may take to go away.
     """
 
     def __init__(
@@ -111,11 +125,17 @@ class KubernetesLauncher(Launcher):
         api_client=None,
         poll_seconds: float = 2.0,
         watch_seconds: int = 60,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
+        log_drain_seconds: float = LOG_DRAIN_SECONDS,
+        delete_wait_seconds: float = DELETE_WAIT_SECONDS,
     ):
         self.settings = settings
         self.api_client = api_client
         self.poll_seconds = poll_seconds
         self.watch_seconds = watch_seconds
+        self.read_timeout = read_timeout
+        self.log_drain_seconds = log_drain_seconds
+        self.delete_wait_seconds = delete_wait_seconds
 
     def launch(self, job: JobSpec) -> int:
         """Submit (or re-attach to) the job's Job, follow it, return its exit status."""
@@ -134,12 +154,12 @@ class KubernetesLauncher(Launcher):
             )
             return CONFIG_ERROR_EXIT_CODE
         log = _open_log(job.log_path)
+        run = _Run(job, settings, api_client, log, self)
         try:
             with _signals_raise_cancelled():
-                return _Run(job, settings, api_client, log, self).follow()
+                return run.follow()
         finally:
-            if log is not sys.stdout.buffer:
-                log.close()
+            run.close()
 
 
 class _Run:
@@ -154,42 +174,73 @@ class _Run:
         self.name = job_name(job.name)
         self.namespace = settings.namespace
         self.lock = threading.Lock()
+        self.closed = False
+        self.timeout = request_timeout(opts.read_timeout)
 
     def say(self, message: str) -> None:
-        line = f"[audioflow] {message}\n".encode()
-        with self.lock:
-            self.log.write(line)
-            self.log.flush()
+        self.write(f"[audioflow] {message}\n".encode())
         if self.log is not sys.stdout.buffer:
             print(f"audioflow launch: {message}", file=sys.stderr, flush=True)
 
     def write(self, data: bytes) -> None:
         with self.lock:
+            if self.closed:
+                return  # a log thread outliving the run never writes to a closed file
             self.log.write(data)
             self.log.flush()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            if self.log is not sys.stdout.buffer:
+                self.log.close()
 
     def follow(self) -> int:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        logs = None
         try:
             submitted = self.submit_or_attach()
+            path = positions_path(Path(self.job.log_path)) if self.job.log_path else None
             logs = RankZeroLogs(
-                self.core, self.namespace, self.name, self.write, self.opts.poll_seconds
+                self.core,
+                self.namespace,
+                self.name,
+                self.write,
+                self.opts.poll_seconds,
+                self.opts.read_timeout,
+                LogPositions(path),
             )
             logs.start()
-            final = wait_for_job(
-                self.batch, self.namespace, self.name, submitted, self.opts.watch_seconds
+            deadline = StartDeadline(
+                self.settings.start_timeout,
+                self.job.nodes,
+                lambda: job_events(self.core, self.namespace, self.name, self.opts.read_timeout),
             )
-            logs.finish(LOG_DRAIN_SECONDS)
+            final = wait_for_job(
+                self.batch,
+                self.namespace,
+                self.name,
+                submitted,
+                self.opts.watch_seconds,
+                self.opts.read_timeout,
+                on_tick=lambda job: deadline.check(job, self.pods()),
+            )
+            self.drain(logs)
             if final is None:
                 self.say(f"job {self.name} was deleted before it finished")
                 return 1
-            status = exit_status(final, logs.last_exit_code)
+            status = exit_status(final, real_exit_code(self.pods()))
             cond = job_condition(final) or {}
             detail = f": {cond.get('reason')} {cond.get('message', '')}".rstrip()
             self.say(f"job {self.name} {cond.get('type', 'ended')}{detail} (exit {status})")
             return status
+        except StartTimeout as exc:
+            self.drain(logs)
+            self.say(f"job {self.name}: {exc}; deleting the job")
+            self.delete(wait=False)
+            return exc.exit_code
         except Cancelled as exc:
             # A second signal must not interrupt the deletion that stops the pods
             # (Cancelled is only ever raised in the main thread, where handlers live).
@@ -205,9 +256,22 @@ class _Run:
         except HTTPError as exc:
             self.say(f"Kubernetes API unreachable while following {self.name}: {exc}")
             return 1
-        except ContestedName as exc:
+        except (ContestedName, TimeoutError) as exc:
             self.say(str(exc))
             return 1
+
+    def pods(self) -> list[dict]:
+        return job_pods(self.core, self.namespace, self.name, self.opts.read_timeout)
+
+    def drain(self, logs: RankZeroLogs | None) -> None:
+        """Let the log thread write what the finished pods left, within the drain time."""
+        if logs is None:
+            return
+        incomplete = logs.finish(self.opts.log_drain_seconds)
+        if incomplete:
+            pods = ", ".join(incomplete)
+            self.say(f"logs of pod(s) {pods} may be incomplete: `kubectl logs` shows the rest")
+        logs.positions.save()
 
     def submit_or_attach(self) -> dict:
         """Create the Job and its Service, or re-attach to a Job of that name that runs."""
@@ -227,7 +291,7 @@ class _Run:
             job = existing
         else:
             job = self.create()
-        self.ensure_service(job["metadata"]["uid"])
+        self.ensure_dependents(job["metadata"]["uid"])
         return job
 
     def create(self) -> dict:
@@ -240,7 +304,9 @@ class _Run:
         for _ in range(CREATE_ATTEMPTS):
             try:
                 job = read_json(
-                    self.batch.create_namespaced_job(self.namespace, body, _preload_content=False)
+                    self.batch.create_namespaced_job(
+                        self.namespace, body, _preload_content=False, _request_timeout=self.timeout
+                    )
                 )
             except ApiException as exc:
                 if exc.status != 409:
@@ -260,39 +326,110 @@ class _Run:
             "no such job could be read; is another controller creating and deleting it?"
         )
 
-    def ensure_service(self, uid: str) -> None:
-        from kubernetes import client
+    def ensure_dependents(self, uid: str) -> None:
+        """Create the Service and NetworkPolicy owned by the Job ``uid``.
+
+        One of that name owned by this Job is kept (a re-attach, a racing controller);
+        one with another owner, or none (left by an earlier Job, or applied by hand), is
+        replaced: adopting it would leave the pods without DNS once its owner's garbage
+        collection removes it.
+        """
         from kubernetes.client.exceptions import ApiException
 
-        body = client.V1Service.from_dict(render_service(self.job, self.settings, owner_uid=uid))
-        try:
-            self.core.create_namespaced_service(
-                self.namespace, body, _preload_content=False
-            ).release_conn()
-        except ApiException as exc:
-            if exc.status != 409:  # already there: a re-attach, or a racing controller
-                raise
+        for obj in render_dependents(self.job, self.settings, owner_uid=uid):
+            create, read, remove = self._api_for(obj["kind"])
+            for _ in range(CREATE_ATTEMPTS):
+                try:
+                    read_json(
+                        create(
+                            self.namespace,
+                            obj,
+                            _preload_content=False,
+                            _request_timeout=self.timeout,
+                        )
+                    )
+                    break
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                try:
+                    existing = read_json(
+                        read(
+                            self.name,
+                            self.namespace,
+                            _preload_content=False,
+                            _request_timeout=self.timeout,
+                        )
+                    )
+                except ApiException as exc:
+                    if exc.status == 404:
+                        continue  # gone meanwhile: create it again
+                    raise
+                owners = existing["metadata"].get("ownerReferences") or []
+                if any(o.get("uid") == uid for o in owners):
+                    break
+                self.say(f"{obj['kind']} {self.name} belongs to another job: replacing it")
+                try:
+                    read_json(
+                        remove(
+                            self.name,
+                            self.namespace,
+                            _preload_content=False,
+                            _request_timeout=self.timeout,
+                        )
+                    )
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            else:
+                raise ContestedName(
+                    f"{obj['kind']} {self.name} keeps coming back with another owner; "
+                    "is another controller running this stage?"
+                )
+
+    def _api_for(self, kind: str):
+        """(create, read, delete) of the API holding ``kind``."""
+        from kubernetes import client
+
+        if kind == "Service":
+            api = self.core
+            return (
+                api.create_namespaced_service,
+                api.read_namespaced_service,
+                api.delete_namespaced_service,
+            )
+        api = client.NetworkingV1Api(self.batch.api_client)
+        return (
+            api.create_namespaced_network_policy,
+            api.read_namespaced_network_policy,
+            api.delete_namespaced_network_policy,
+        )
 
     def delete(self, wait: bool) -> None:
         """Delete the Job, its pods and (by owner reference) its Service."""
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self.batch.delete_namespaced_job(
-                self.name,
-                self.namespace,
-                # Foreground: the Job stays visible (terminating) until its pods are gone.
-                propagation_policy="Foreground",
-                _preload_content=False,
-            ).release_conn()
+            read_json(
+                self.batch.delete_namespaced_job(
+                    self.name,
+                    self.namespace,
+                    # Foreground: the Job stays visible (terminating) until its pods are gone.
+                    propagation_policy="Foreground",
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        deadline = time.monotonic() + DELETE_WAIT_SECONDS
+        waited = self.opts.delete_wait_seconds
+        deadline = time.monotonic() + waited
         while wait and read_job(self.batch, self.namespace, self.name) is not None:
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"job {self.name} still exists {DELETE_WAIT_SECONDS}s after delete"
+                    f"job {self.name} still exists {waited:.0f}s after its deletion; "
+                    f"see `kubectl -n {self.namespace} describe job {self.name}` (finalizers?)"
                 )
             time.sleep(self.opts.poll_seconds)
 

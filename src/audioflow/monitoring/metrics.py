@@ -1,9 +1,15 @@
 """The Prometheus metrics of one running stage, on a dedicated registry.
 
 Every metric carries the labels ``signature``, ``stage`` and ``rank`` (plus ``loss`` for
-losses and ``optimizer`` for learning rates), so the number of series stays bounded by the
-number of XPs and stages that run. Names follow Prometheus conventions: ``audioflow_``
-prefix, base units (seconds, bytes, ratio), counters end in ``_total``.
+losses, ``metric`` for the other per-update metrics and ``optimizer`` for learning rates
+and gradient norms), so the number of series stays bounded by the number of XPs and
+stages that run. The per-update metrics of the solver are split by name: ``lr/<opt>`` and
+``grad_norm/<opt>`` (the solver core's keys) go to the optimizer gauges, losses (see
+:meth:`RunFacts.is_loss`) to ``audioflow_loss``, the rest (SI-SNR, codebook usage) to
+``audioflow_metric``, so that one panel never mixes their scales. The standard
+``process_*`` metrics come from prometheus_client's process collector. Names follow
+Prometheus conventions: ``audioflow_`` prefix, base units (seconds, bytes, ratio),
+counters end in ``_total``.
 
 A dedicated :class:`~prometheus_client.CollectorRegistry` is used rather than the global
 one so that several monitors in one process (tests, notebooks) never clash.
@@ -11,8 +17,16 @@ one so that several monitors in one process (tests, notebooks) never clash.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+)
 
+from audioflow.monitoring.facts import RunFacts
 from audioflow.monitoring.resources import ResourceCollector
 
 LABELS = ("signature", "stage", "rank")
@@ -32,13 +46,21 @@ class StageMetrics:
         stage: stage name (train, valid, evaluate, generate).
         rank: distributed rank of the process that serves the metrics.
         registry: registry to register on; a new one when None.
+        facts: what the XP is (which metrics are losses, audio seconds per item, total
+            epochs); None: only the names ending in ``loss`` count as losses.
     """
 
     def __init__(
-        self, sig: str, stage: str, rank: int, registry: CollectorRegistry | None = None
+        self,
+        sig: str,
+        stage: str,
+        rank: int,
+        registry: CollectorRegistry | None = None,
+        facts: RunFacts | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.labels = {"signature": sig, "stage": stage, "rank": str(rank)}
+        self.facts = facts if facts is not None else RunFacts()
         reg = self.registry
 
         def bound(metric_type, name: str, documentation: str, **kwargs):
@@ -47,25 +69,39 @@ class StageMetrics:
             metric = metric_type(name, documentation, LABELS, registry=reg, **kwargs)
             return metric.labels(**self.labels)
 
+        def named(name: str, documentation: str, label: str) -> _Named:
+            gauge = Gauge(name, documentation, (*LABELS, label), registry=reg)
+            return _Named(gauge, label, self.labels)
+
         self._updates = bound(Counter, "audioflow_updates", "Optimizer updates done.")
-        self._samples = bound(Counter, "audioflow_samples", "Training samples processed.")
+        self._items = bound(
+            Counter, "audioflow_items", "Training items (audio segments, utterances) processed."
+        )
+        self._audio_seconds = bound(
+            Counter, "audioflow_audio_seconds", "Seconds of training audio processed."
+        )
         self._skipped = bound(
             Counter,
             "audioflow_skipped_updates",
             "Updates skipped because a loss or gradient was not finite.",
         )
-        # One series per loss / optimizer name, bound on first use in update().
-        self._loss = Gauge(
-            "audioflow_loss",
-            "Last value of each named loss (every scalar the solver's run_step returns).",
-            (*LABELS, "loss"),
-            registry=reg,
+        # One series per name, bound on first use in update().
+        self._loss = named("audioflow_loss", "Last value of each training loss.", "loss")
+        self._metric = named(
+            "audioflow_metric",
+            "Last value of each per-update metric that is not a loss (quality, diagnostics).",
+            "metric",
         )
-        self._lr = Gauge(
+        self._lr = named(
             "audioflow_learning_rate",
-            "Current learning rate of each OptimScheduler.",
-            (*LABELS, "optimizer"),
-            registry=reg,
+            "Current learning rate of each optimizer (OptimScheduler name, or main; "
+            "<name>/<group> per parameter group).",
+            "optimizer",
+        )
+        self._grad_norm = named(
+            "audioflow_grad_norm",
+            "L2 norm of each optimizer's gradients before clipping, at the last update.",
+            "optimizer",
         )
         self._update_seconds = bound(
             Histogram,
@@ -79,6 +115,9 @@ class StageMetrics:
             "Time spent waiting for the next batch from the data loader.",
         )
         self._epoch = bound(Gauge, "audioflow_epoch", "Current epoch (1-based).")
+        self._epochs = bound(Gauge, "audioflow_epochs", "Epochs the XP trains in total.")
+        if self.facts.epochs:
+            self._epochs.set(self.facts.epochs)
         self._progress = bound(
             Gauge, "audioflow_progress_ratio", "Fraction of the stage done, 0 to 1."
         )
@@ -92,10 +131,17 @@ class StageMetrics:
         self._start_time = bound(
             Gauge, "audioflow_stage_start_time_seconds", "Unix time the stage started."
         )
+        version, commit = build_version()
+        Info(
+            "audioflow_build",
+            "audioflow version and git commit of the running stage.",
+            LABELS,
+            registry=reg,
+        ).labels(**self.labels).info({"version": version, "git_commit": commit})
+        # The standard process_* metrics (CPU seconds, resident memory, open files).
+        ProcessCollector(registry=reg)
         self._resources = ResourceCollector(self.labels)
         reg.register(self._resources)
-        self._loss_children: dict[str, Gauge] = {}
-        self._lr_children: dict[str, Gauge] = {}
 
     def started(self, timestamp: float) -> None:
         """Record the stage start time (Unix seconds)."""
@@ -117,17 +163,21 @@ class StageMetrics:
     ) -> None:
         """Record one finished update; see :meth:`StageMonitor.update`."""
         self._updates.inc()
-        self._samples.inc(max(0, int(samples)))
+        items = max(0, int(samples))
+        self._items.inc(items)
+        if self.facts.item_seconds:
+            self._audio_seconds.inc(items * float(self.facts.item_seconds))
         for name, value in losses.items():
-            child = self._loss_children.get(name)
-            if child is None:
-                child = self._loss_children[name] = self._loss.labels(**self.labels, loss=name)
-            child.set(float(value))
+            if name.startswith("lr/"):
+                self._lr.set(name[3:], value)
+            elif name.startswith("grad_norm/"):
+                self._grad_norm.set(name[10:], value)
+            elif self.facts.is_loss(name):
+                self._loss.set(name, value)
+            else:
+                self._metric.set(name, value)
         for name, value in lrs.items():
-            child = self._lr_children.get(name)
-            if child is None:
-                child = self._lr_children[name] = self._lr.labels(**self.labels, optimizer=name)
-            child.set(float(value))
+            self._lr.set(name, value)
         self._update_seconds.observe(max(0.0, float(update_seconds)))
         self._data_wait.inc(max(0.0, float(data_wait_seconds)))
         self._progress.set(min(1.0, max(0.0, float(progress))))
@@ -149,6 +199,50 @@ class StageMetrics:
         """Mark the stage complete: progress 1, nothing left."""
         self._progress.set(1.0)
         self._eta.set(0.0)
+
+
+class _Named:
+    """A gauge with one extra label (a loss, metric or optimizer name), children cached."""
+
+    def __init__(self, gauge: Gauge, label: str, labels: dict[str, str]) -> None:
+        self.gauge, self.label, self.labels = gauge, label, labels
+        self.children: dict[str, Gauge] = {}
+
+    def set(self, name: str, value: float) -> None:
+        child = self.children.get(name)
+        if child is None:
+            child = self.children[name] = self.gauge.labels(**self.labels, **{self.label: name})
+        child.set(float(value))
+
+
+def build_version() -> tuple[str, str]:
+    """audioflow's version and git commit (``unknown`` outside a git checkout), read once.
+
+    Torch is not imported (a scrape never needs it), so torch's version is left out.
+    """
+    global _BUILD
+    if _BUILD is None:
+        import subprocess
+        from pathlib import Path
+
+        import audioflow
+
+        root = Path(audioflow.__file__).resolve().parents[2]
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(root), "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = "unknown"
+        _BUILD = (audioflow.__version__, commit or "unknown")
+    return _BUILD
+
+
+_BUILD: tuple[str, str] | None = None
 
 
 def sample_names(families) -> set[str]:

@@ -12,7 +12,9 @@ import logging
 
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
-logger = logging.getLogger(__name__)
+from audioflow.monitoring.stage import LOGGER_NAME
+
+logger = logging.getLogger(LOGGER_NAME)
 
 JOB = "audioflow"
 
@@ -41,6 +43,35 @@ def push_stage_summary(
         True when pushed; False when the Pushgateway could not be reached (logged as a
         warning: monitoring never fails a stage).
     """
+    registry = summary_registry(duration_seconds, success, finished_at)
+    try:
+        pushadd_to_gateway(
+            gateway,
+            job=JOB,
+            registry=registry,
+            grouping_key={"signature": sig, "stage": stage},
+            timeout=timeout,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad address raises InvalidURL/ValueError too
+        # Monitoring never fails a stage whose work is done: warn and go on.
+        logger.warning("could not push the %s stage summary to %s: %s", stage, gateway, exc)
+        return False
+    return True
+
+
+def summary_registry(
+    duration_seconds: float, success: bool, finished_at: float
+) -> CollectorRegistry:
+    """The metrics of one stage summary (what :func:`push_stage_summary` pushes).
+
+    Args:
+        duration_seconds: wall time of the stage.
+        success: whether the stage completed.
+        finished_at: Unix time the stage ended (pushed only on success).
+
+    Returns:
+        A registry holding the summary gauges.
+    """
     registry = CollectorRegistry()
     Gauge(
         "audioflow_stage_duration_seconds",
@@ -58,16 +89,4 @@ def push_stage_summary(
             "Unix time the stage last completed.",
             registry=registry,
         ).set(finished_at)
-    try:
-        pushadd_to_gateway(
-            gateway,
-            job=JOB,
-            registry=registry,
-            grouping_key={"signature": sig, "stage": stage},
-            timeout=timeout,
-        )
-    except Exception as exc:  # noqa: BLE001 - a bad address raises InvalidURL/ValueError too
-        # Monitoring never fails a stage whose work is done: warn and go on.
-        logger.warning("could not push the %s stage summary to %s: %s", stage, gateway, exc)
-        return False
-    return True
+    return registry

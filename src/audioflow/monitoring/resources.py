@@ -1,37 +1,18 @@
-"""Process and GPU memory, read at scrape time rather than on every update.
+"""GPU memory, read at scrape time rather than on every update.
 
-The collector reads the resident memory of this process and, when the stage runs on a
-GPU, the memory the PyTorch caching allocator holds. Reading at scrape time costs the
-training loop nothing between scrapes.
+When the stage runs on a GPU, the collector reads the memory the PyTorch caching
+allocator holds (the process's own memory and CPU time come from prometheus_client's
+standard process collector). Reading at scrape time costs the training loop nothing
+between scrapes.
 """
 
 from __future__ import annotations
 
-import os
-import resource
 import sys
 from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def resident_memory_bytes() -> float:
-    """Resident set size of this process in bytes.
-
-    Returns:
-        Current RSS from ``/proc/self/statm`` on Linux; elsewhere the peak RSS from
-        ``getrusage`` (the best portable figure).
-    """
-    try:
-        with open("/proc/self/statm") as f:
-            return float(int(f.read().split()[1]) * _PAGE_SIZE)
-    except (OSError, IndexError, ValueError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        # ru_maxrss is in kilobytes on Linux and bytes on macOS.
-        return float(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def gpu_memory() -> list[tuple[str, float, float]]:
@@ -59,7 +40,7 @@ def gpu_memory() -> list[tuple[str, float, float]]:
 
 
 class ResourceCollector(Collector):
-    """Memory gauges labelled like the stage metrics.
+    """GPU memory gauges labelled like the stage metrics.
 
     Args:
         labels: the stage labels (signature, stage, rank).
@@ -72,7 +53,6 @@ class ResourceCollector(Collector):
     def describe(self) -> list[GaugeMetricFamily]:
         # Describing without reading keeps registration cheap and side-effect free.
         return [
-            GaugeMetricFamily("audioflow_process_resident_memory_bytes", "", labels=self.names),
             GaugeMetricFamily(
                 "audioflow_gpu_memory_allocated_bytes", "", labels=[*self.names, "device"]
             ),
@@ -82,13 +62,6 @@ class ResourceCollector(Collector):
         ]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        rss = GaugeMetricFamily(
-            "audioflow_process_resident_memory_bytes",
-            "Resident memory of the process serving the metrics.",
-            labels=self.names,
-        )
-        rss.add_metric(self.values, resident_memory_bytes())
-        yield rss
         gpus = gpu_memory()
         if not gpus:
             return

@@ -14,10 +14,15 @@ This module imports nothing heavy: prometheus_client is imported only by an acti
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 
-logger = logging.getLogger(__name__)
+# A child of the solver's logger (audioflow.solvers.logs.LOGGER_NAME): its lines go to
+# solver.log and the terminal like the solver's own, where a logger of its own had no handler.
+LOGGER_NAME = "audioflow.solver.monitoring"
+logger = logging.getLogger(LOGGER_NAME)
 
 PORT_SPAN = 8
 
@@ -31,10 +36,18 @@ class StageMonitor:
         rank: distributed rank; only rank 0 exports.
         port: first HTTP port to try for ``/metrics``; 0 serves nothing.
         pushgateway: Pushgateway address for the end-of-stage summary; None pushes nothing.
+        facts: what the XP is (:class:`~audioflow.monitoring.facts.RunFacts`); None reads
+            the current XP's when the monitor is active.
     """
 
     def __init__(
-        self, sig: str, stage: str, rank: int, port: int, pushgateway: str | None = None
+        self,
+        sig: str,
+        stage: str,
+        rank: int,
+        port: int,
+        pushgateway: str | None = None,
+        facts=None,
     ) -> None:
         self.sig = sig
         self.stage = stage
@@ -48,10 +61,20 @@ class StageMonitor:
         self._thread = None
         self._start_time: float | None = None
         self._finished = False
+        self._epoch: int | None = None
+        self._facts = facts
         if self.active:
             from audioflow.monitoring.metrics import StageMetrics
 
-            self.metrics = StageMetrics(sig, stage, self.rank)
+            self.metrics = StageMetrics(sig, stage, self.rank, facts=self.facts)
+
+    @property
+    def facts(self):
+        if self._facts is None:
+            from audioflow.monitoring.facts import run_facts
+
+            self._facts = run_facts()
+        return self._facts
 
     @property
     def registry(self):
@@ -64,9 +87,11 @@ class StageMonitor:
         A port range with no free port is logged as a warning and the stage runs without
         live metrics: monitoring never stops training.
         """
-        if not self.active or self._start_time is not None:
+        if self.rank != 0 or self._start_time is not None:
             return
         self._start_time = time.time()
+        if not self.active:
+            return
         self.metrics.started(self._start_time)
         if self.requested_port == 0:
             return
@@ -81,7 +106,13 @@ class StageMonitor:
                 last_error = exc
                 continue
             self.port = port
-            logger.info("Prometheus metrics of %s/%s on port %d", self.sig, self.stage, port)
+            logger.info(
+                "Prometheus metrics of %s/%s on port %d (http://127.0.0.1:%d/metrics)",
+                self.sig,
+                self.stage,
+                port,
+                port,
+            )
             return
         logger.warning(
             "monitoring.port=%d: no free port in %d-%d (%s); this stage runs without live "
@@ -94,6 +125,7 @@ class StageMonitor:
 
     def set_epoch(self, epoch: int) -> None:
         """Record the epoch the stage works on."""
+        self._epoch = int(epoch)
         if self.metrics is not None:
             self.metrics.set_epoch(epoch)
 
@@ -110,8 +142,9 @@ class StageMonitor:
         """Record one finished update.
 
         Args:
-            losses: loss name -> value (plain floats, already on the CPU).
-            lrs: OptimScheduler name -> current learning rate.
+            losses: the update's metrics, name -> value (plain floats, already on the
+                CPU): losses, other metrics, and the ``lr/<opt>``/``grad_norm/<opt>`` keys.
+            lrs: optimizer name -> current learning rate (beside ``lr/`` keys).
             samples: samples consumed by this update (over all micro-steps).
             update_seconds: wall time of the update, data wait excluded.
             data_wait_seconds: time spent waiting for batches during the update.
@@ -139,22 +172,38 @@ class StageMonitor:
         Args:
             success: whether the stage completed; a failed stage keeps its last progress.
         """
-        if not self.active or self._finished:
+        if self.rank != 0 or self._finished:
             return
         self._finished = True
         now = time.time()
+        started = self._start_time if self._start_time is not None else now
+        self._record_timing(started, now - started, success)
+        if not self.active:
+            return
         if success:
             self.metrics.finished()
         if self.pushgateway:
             from audioflow.monitoring.pushgateway import push_stage_summary
 
-            started = self._start_time if self._start_time is not None else now
             push_stage_summary(self.pushgateway, self.sig, self.stage, now - started, success, now)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._thread.join(timeout=5)
             self._server = self._thread = None
+
+    def _record_timing(self, started: float, seconds: float, success: bool) -> None:
+        """Append the stage run to ``<xp>/timings.jsonl`` (what ``audioflow report`` shows)."""
+        folder = self.facts.folder
+        if folder is None or not os.path.isdir(folder):
+            return
+        from audioflow.config import layout
+
+        row = {"stage": self.stage, "epoch": self._epoch, "start": round(started, 3)}
+        row.update(seconds=round(seconds, 3), success=bool(success))
+        # one short line in append mode: concurrent stages of an XP never interleave it
+        with open(os.path.join(folder, layout.TIMINGS_FILE), "a") as handle:
+            handle.write(json.dumps(row) + "\n")
 
     def __enter__(self) -> StageMonitor:
         self.start()

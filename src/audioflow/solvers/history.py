@@ -13,7 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from .checkpoint import write_json
+from audioflow.atomic import write_json
 
 STAGES = ("train", "valid", "evaluate", "generate")
 _MARKER_RE = re.compile(r"^(train|valid|evaluate|generate)_(\d+)\.json$")

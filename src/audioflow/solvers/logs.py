@@ -1,4 +1,7 @@
-"""What a running solver reports: log files per rank, TensorBoard, progress and averages."""
+"""What a running solver reports: log files per rank, progress and averages.
+
+TensorBoard lives in :mod:`audioflow.solvers.tensorboard` (re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from .tensorboard import TensorBoard  # noqa: F401 - the solver builds it as logs.TensorBoard
 
 LOGGER_NAME = "audioflow.solver"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -65,6 +70,49 @@ def scalar_floats(metrics: dict) -> dict[str, float]:
 def format_metrics(metrics: dict) -> str:
     """``loss=0.1234 | acc=0.9`` with 4 significant digits."""
     return " | ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, int | float))
+
+
+#: Metrics a progress bar shows at most: more would not fit 100 columns beside the bar.
+PROGRESS_KEYS = 3
+
+
+def progress_keys(solver) -> tuple[str, ...]:
+    """The metrics a solver's progress bar shows: its ``progress_metrics``, then the best metric.
+
+    Args:
+        solver: a solver; ``progress_metrics`` (class attribute) and ``best_metric()`` are
+            optional.
+
+    Returns:
+        At most :data:`PROGRESS_KEYS` names, in order, without repeats.
+    """
+    keys = list(getattr(solver, "progress_metrics", ()) or ())
+    best = getattr(solver, "best_metric", None)
+    best = best() if callable(best) else None
+    configured = getattr(getattr(solver, "cfg", None), "best", None)
+    best = (configured.get("metric") if configured is not None else None) or best
+    if best:
+        keys = [k for k in keys if k != best][: PROGRESS_KEYS - 1] + [best]
+    return tuple(dict.fromkeys(keys))[:PROGRESS_KEYS]
+
+
+def key_metrics(metrics: dict, keys: tuple[str, ...] | None = None) -> dict:
+    """The few metrics a progress bar shows.
+
+    Args:
+        metrics: all the step's metrics.
+        keys: the names to show (see :func:`progress_keys`); None: the losses first
+            (names ending in ``loss``), then the others, in the order given.
+
+    Returns:
+        At most :data:`PROGRESS_KEYS` entries; optimizer keys (``lr/``, ``grad_norm/``)
+        are left to TensorBoard.
+    """
+    if keys:
+        return {k: metrics[k] for k in keys if k in metrics}
+    names = [k for k in metrics if "/" not in k]
+    names.sort(key=lambda k: not k.endswith("loss"))  # stable: the given order otherwise
+    return {k: metrics[k] for k in names[:PROGRESS_KEYS]}
 
 
 class Averager:
@@ -130,32 +178,6 @@ class Averager:
         self.counts = dict(state["counts"])
 
 
-class TensorBoard:
-    """Scalars under ``<folder>/tensorboard`` (rank 0 only; the writer is created lazily)."""
-
-    def __init__(self, folder: Path, enabled: bool) -> None:
-        self.folder = Path(folder) / "tensorboard"
-        self.enabled = enabled
-        self._writer = None
-
-    def add(self, stage: str, metrics: dict[str, float], step: int) -> None:
-        if not self.enabled:
-            return
-        if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(self.folder))
-        for key, value in metrics.items():
-            if isinstance(value, int | float):
-                self._writer.add_scalar(f"{stage}/{key}", value, step)
-        self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
 class Progress:
     """Progress of one stage: a tqdm bar on a terminal, periodic log lines otherwise.
 
@@ -165,10 +187,22 @@ class Progress:
         total: steps in the stage; ``start``: steps already done (resumed).
         every: log/refresh period in steps.
         enabled: False on ranks other than 0.
+        keys: the metrics the bar shows (see :func:`progress_keys`); the log lines written
+            off a terminal show every metric.
     """
 
-    def __init__(self, logger, label: str, total: int, start: int, every: int, enabled: bool):
+    def __init__(
+        self,
+        logger,
+        label: str,
+        total: int,
+        start: int,
+        every: int,
+        enabled: bool,
+        keys: tuple[str, ...] | None = None,
+    ):
         self.logger, self.label, self.total, self.every = logger, label, total, max(1, every)
+        self.keys = keys
         self.done = start
         self.start_done = start
         self.t0 = time.perf_counter()
@@ -177,7 +211,15 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, desc=label, unit="step", leave=False)
+            # no fixed width: the bar follows the terminal, and a short postfix leaves it room
+            self.bar = tqdm(
+                total=total,
+                initial=start,
+                desc=label,
+                unit="step",
+                leave=False,
+                dynamic_ncols=True,
+            )
 
     def due_next(self) -> bool:
         """Whether the step about to be counted should refresh the display."""
@@ -199,7 +241,8 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
             if metrics is not None:
-                self.bar.set_postfix_str(format_metrics(metrics), refresh=False)
+                shown = key_metrics(metrics, self.keys)
+                self.bar.set_postfix_str(format_metrics(shown).replace(" | ", " "), refresh=False)
         elif metrics is not None and self.enabled and self.logger.isEnabledFor(logging.INFO):
             eta = self.eta()
             eta_text = f"{eta:.0f}s" if math.isfinite(eta) else "?"

@@ -11,6 +11,8 @@ import importlib
 
 SOLVERS: dict[str, str] = {
     "compression": "audioflow.solvers.compression:CompressionSolver",
+    "asr": "audioflow.solvers.asr:AsrSolver",
+    "lm": "audioflow.solvers.lm:LMSolver",
 }
 
 

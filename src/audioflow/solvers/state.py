@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audioflow import atomic
+
 from . import checkpoint, distrib, rng
 
 
@@ -138,7 +140,7 @@ class StateMixin:
         checkpoint.save(payload, self.folder / checkpoint.BEST)
         info = {"epoch": self.best_epoch, "metric": self._best_metric_name()}
         info.update({"value": self.best_value, "valid": metrics})
-        checkpoint.write_json(info, self.folder / "best.json")
+        atomic.write_json(info, self.folder / "best.json")
 
     # -- best state ----------------------------------------------------------------------
     def _best_metric_name(self) -> str | None:

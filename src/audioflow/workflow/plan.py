@@ -12,16 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from audioflow import atomic
+from audioflow.config.layout import STAGES
 
 from .epochs import chunk_ends, every_epochs
 from .xps import XPSpec
 
 CACHE_VERSION = 1
-STAGES = ("train", "valid", "evaluate", "generate")
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,11 @@ Resolver = Callable[[Sequence[Sequence[str]], "str | None"], list[Facts]]
 
 
 def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str | None) -> list:
-    """Compose and sign each override list with ``audioflow.config``'s planning path.
+    """Sign each override list with :func:`audioflow.config.signatures` (the one signature
+    function) and read its stage epochs and manifests from the composed config.
 
     The config folders are scanned once and Hydra composes once per distinct set of group
-    choices; each XP's composed config gives both its signature and its stage epochs.
+    choices.
 
     Returns:
         One dict per list: sig, epochs, evaluate_every, generate_every, manifests.
@@ -78,15 +79,15 @@ def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str
     """
     from omegaconf import OmegaConf
 
+    from audioflow.config import signatures
     from audioflow.config.composition import compose_parts, fingerprint, search_dirs
-    from audioflow.config.signing import compute_delta, sign
 
+    sigs = signatures(overrides_list, config_dir)
     dirs = search_dirs(config_dir)
     stamp = fingerprint(dirs)
     facts = []
-    for overrides in overrides_list:
-        parts = compose_parts(list(overrides), dirs=dirs, stamp=stamp)
-        cfg = parts.cfg
+    for sig, overrides in zip(sigs, overrides_list):
+        cfg = compose_parts(list(overrides), dirs=dirs, stamp=stamp).cfg
         datasource = OmegaConf.to_container(cfg.get("datasource") or {}, resolve=True)
         # //reference/... paths are not built by this workflow.
         manifests = sorted(
@@ -94,7 +95,7 @@ def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str
         )
         facts.append(
             {
-                "sig": sign(compute_delta(parts.groups, parts.base, cfg)),
+                "sig": sig,
                 "epochs": int(cfg.optim.epochs),
                 "evaluate_every": int(cfg.evaluate.every),
                 "generate_every": int(cfg.generate.every),
@@ -178,8 +179,3 @@ def by_signature(plans: Sequence[XPPlan]) -> dict[str, XPPlan]:
     for plan in plans:
         index.setdefault(plan.sig, plan)
     return index
-
-
-def plan_to_dict(plan: XPPlan) -> dict:
-    """A plain dict of the plan (for `audioflow` summaries and JSON output)."""
-    return asdict(plan)

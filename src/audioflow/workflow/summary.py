@@ -1,8 +1,10 @@
 """Print where a workflow's results are: XP folders, last metrics, listening pages, references.
 
 Run after `snakemake` (``make demo`` does): ``python -m audioflow.workflow.summary
-[--configfile config/workflow.yaml ...]``. It reads the same workflow config as the
-Snakefile (later files override earlier ones, key by key, as ``--configfile`` does).
+[--configfile config/workflow.yaml ...] [--config KEY=VALUE ...]``. It reads the same
+workflow config as the Snakefile (later files override earlier ones, key by key, as
+``--configfile`` does; ``--config`` values, YAML, replace keys as Snakemake's do), so
+``--config 'grids=["config/grids/lr_sweep.yaml"]'`` lists that grid's XPs too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from audioflow.config.layout import MARKER_RE, SAMPLES_DIR, STAGES_DIR, marker_path, xp_folder
 
 from .plan import XPPlan, resolve_plans
 from .publication import published_signature
@@ -32,6 +36,21 @@ def load_workflow_config(paths: list[Path]) -> dict:
                 config[key] = {**config[key], **value}
             else:
                 config[key] = value
+    return config
+
+
+def apply_config_values(config: dict, items: list[str]) -> dict:
+    """Snakemake's ``--config KEY=VALUE``: each value (YAML) replaces the top-level key.
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE``.
+    """
+    config = dict(config)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item}: write KEY=VALUE, e.g. 'grids=[\"g.yaml\"]'")
+        config[key] = yaml.safe_load(value)
     return config
 
 
@@ -64,23 +83,53 @@ def describe_xp(plan: XPPlan, folder: Path) -> list[str]:
     Returns:
         Human-readable lines, without trailing newlines.
     """
-    stages = folder / "stages"
-    done = [e for e in range(1, plan.epochs + 1) if (stages / f"valid_{e}.json").is_file()]
+    done = [e for e in range(1, plan.epochs + 1) if marker_path(folder, "valid", e).is_file()]
     lines = [f"XP {plan.name} ({plan.sig}): {len(done)}/{plan.epochs} epochs validated"]
     lines.append(f"  folder:    {folder}")
     if done:
         lines.append(
-            f"  valid:     {_format_metrics(_read_json(stages / f'valid_{done[-1]}.json'))}"
+            f"  valid:     {_format_metrics(_read_json(marker_path(folder, 'valid', done[-1])))}"
         )
-    evaluated = sorted(stages.glob("evaluate_*.json"), key=lambda p: int(p.stem.split("_")[1]))
+    evaluated = sorted(
+        (int(m.group(2)), path)
+        for path in (folder / STAGES_DIR).glob("*.json")
+        if (m := MARKER_RE.match(path.name)) and m.group(1) == "evaluate"
+    )
     if evaluated:
-        metrics = _format_metrics(_read_json(evaluated[-1]))
-        lines.append(f"  evaluate:  {metrics} ({evaluated[-1].stem})")
-    pages = sorted((folder / "samples").glob("**/*.html"), key=lambda p: p.stat().st_mtime)
+        epoch, path = evaluated[-1]
+        lines.append(f"  evaluate:  {_format_metrics(_read_json(path))} (evaluate_{epoch})")
+        lm = describe_lm(_read_json(path), folder)
+        if lm:
+            lines.append(f"  lm:        {lm}")
+    pages = sorted((folder / SAMPLES_DIR).glob("**/*.html"), key=lambda p: p.stat().st_mtime)
     if pages:
         lines.append(f"  listen:    {pages[-1]}")
     lines.append(f"  inspect:   audioflow info {plan.sig}")
     return lines
+
+
+def describe_lm(evaluate: dict | None, folder: Path) -> str | None:
+    """A token LM's held-out cross-entropy beside its baselines, and its conditioning
+    accuracy (from the last generate); None for an XP that is not a token LM."""
+    if not evaluate or "unigram_ce" not in evaluate:
+        return None
+    text = (
+        f"held-out CE {evaluate['ce']:.3f} nats/token = {evaluate['ce_ratio_unigram']:.2f} x "
+        f"unigram ({evaluate['unigram_ce']:.3f}); uniform {evaluate['uniform_ce']:.3f}"
+    )
+    generated = sorted(
+        (int(m.group(2)), path)
+        for path in (folder / STAGES_DIR).glob("*.json")
+        if (m := MARKER_RE.match(path.name)) and m.group(1) == "generate"
+    )
+    metrics = _read_json(generated[-1][1]) if generated else None
+    if metrics and "cond_acc" in metrics:
+        text += (
+            f"; conditioning accuracy {metrics['cond_acc']:.0%} (prompted "
+            f"{metrics['cond_acc_prompted']:.0%}, classifier on real clips "
+            f"{metrics['classifier_acc_real']:.0%}; generate_{generated[-1][0]})"
+        )
+    return text
 
 
 def describe_reference(name: str, xp: str, sig: str, folder: Path) -> str:
@@ -106,12 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="workflow config file(s); default: config/workflow.yaml",
     )
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="workflow config values, as given to snakemake --config",
+    )
     args = parser.parse_args(argv)
     from audioflow.config import ConfigError, cluster_config
 
     paths = args.configfile or [Path("config/workflow.yaml")]
     try:
-        config = load_workflow_config(paths)
+        config = apply_config_values(load_workflow_config(paths), args.config)
         specs = xp_specs(config.get("xps") or [], config.get("grids") or [], Path.cwd())
         plans = resolve_plans(
             specs,
@@ -119,13 +175,12 @@ def main(argv: list[str] | None = None) -> int:
             cache_file=Path(".snakemake/audioflow/plans.json"),
             watched=[PACKAGE_ROOT.parents[1] / "config", PACKAGE_ROOT / "config"],
         )
-        cluster = cluster_config()
-    except (OSError, GridError, ConfigError, yaml.YAMLError) as exc:
+        cluster = cluster_config(config.get("config_dir"))
+    except (OSError, ValueError, GridError, ConfigError, yaml.YAMLError) as exc:
         print(f"workflow summary: {exc}", file=sys.stderr)
         return 2
-    xps = Path(cluster["xp_root"]) / "xps"
     for plan in plans:
-        print("\n".join(describe_xp(plan, xps / plan.sig)))
+        print("\n".join(describe_xp(plan, xp_folder(cluster["xp_root"], plan.sig))))
     by_name = {plan.name: plan for plan in plans}
     for item in config.get("publish") or []:
         source = by_name.get(item["xp"])

@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _confirm(question: str) -> bool:
+def confirm(question: str) -> bool:
+    """Ask on the terminal; True for y/yes (False at end of input)."""
     try:
         return input(question).strip().lower() in ("y", "yes")
     except EOFError:
@@ -36,36 +37,59 @@ def _size(folder: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+def describe(folder: Path) -> str:
+    """``<folder> (N files, X MB)``: what a confirmation question shows."""
+    count, size = _size(folder)
+    return f"{folder} ({count} files, {size / 1e6:.1f} MB)"
+
+
+def refuse_running(sig: str, folder: Path) -> None:
+    """Raises XPLockedError when one of the XP's stages is running."""
+    from ..errors import XPLockedError
+    from ..lock import held_locks
+
+    if held_locks(folder):
+        raise XPLockedError(
+            f"XP {sig} is running ({', '.join(held_locks(folder))} lock held); "
+            "stop it before clearing"
+        )
+
+
+def delete_xp(sig: str, folder: Path) -> None:
+    """Delete an XP folder that no process runs.
+
+    Raises:
+        XPLockedError: one of its stages is running (nothing is deleted).
+    """
+    from ..lock import xp_lock
+
+    refuse_running(sig, folder)
+    # Holding the train lock keeps a new run from starting while the folder goes;
+    # renaming first means a half-deleted folder never looks like an XP.
+    with xp_lock(folder, "train"):
+        trash = folder.with_name(f".{sig}.deleting-{os.getpid()}")
+        folder.rename(trash)
+    shutil.rmtree(trash)
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError, XPLockedError, report
+    from ..errors import ConfigError, report
     from ..folder import xp_from_sig
-    from ..lock import held_locks, xp_lock
 
     status = 0
     for sig in args.sigs:
         try:
             xp = xp_from_sig(sig)
             sig, folder = xp.sig, xp.folder  # "1a2b3c4d/" as completion types it: 1a2b3c4d
-            if held_locks(folder):
-                raise XPLockedError(
-                    f"XP {sig} is running ({', '.join(held_locks(folder))} lock held); "
-                    "stop it before clearing"
-                )
+            refuse_running(sig, folder)
         except ConfigError as exc:
             status = report(exc, "audioflow clear")
             continue
-        count, size = _size(folder)
-        question = f"delete {folder} ({count} files, {size / 1e6:.1f} MB)? [y/N] "
-        if not args.yes and not _confirm(question):
+        if not args.yes and not confirm(f"delete {describe(folder)}? [y/N] "):
             print(f"kept {sig} (answer y, or pass --yes)")
             continue
         try:
-            # Holding the train lock keeps a new run from starting while the folder goes;
-            # renaming first means a half-deleted folder never looks like an XP.
-            with xp_lock(folder, "train"):
-                trash = folder.with_name(f".{sig}.deleting-{os.getpid()}")
-                folder.rename(trash)
-            shutil.rmtree(trash)
+            delete_xp(sig, folder)
         except ConfigError as exc:
             status = report(exc, "audioflow clear")
             continue

@@ -1,24 +1,41 @@
-"""Show an XP: signature, folder, overrides, delta vs defaults, status and last metrics.
+"""Show an XP: signature, folder, overrides, delta, status, last metrics, log and samples.
 
 Examples:
-  audioflow info 1a2b3c4d                       (an existing XP, by signature)
+  audioflow info 1a2b3c4d                 (an existing XP, by signature)
+  audioflow info -f 1a2b                  (the same, by a unique prefix)
   audioflow info solver=compression/debug optim.lr=1e-4   (by overrides; nothing is created)
+  audioflow info -t 1a2b                  (tail its log; follows it while the XP runs)
+  audioflow info -t 1a2b --rank 1         (the log of rank 1)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import sys
+import time
 from pathlib import Path
 
-SIG_RE = re.compile(r"^[0-9a-f]{8}$")
+INTERMIXED = "target"
+
+FOLLOW_PAUSE = 0.2  # seconds between two looks at a followed log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target", nargs="*", metavar="SIG|OVERRIDE", help="a signature or overrides"
+        "target", nargs="*", metavar="SIG|OVERRIDE", help="a signature (or prefix) or overrides"
     )
+    parser.add_argument(
+        "-f", "--from", dest="from_sig", metavar="SIG", help="the XP of this signature or prefix"
+    )
+    parser.add_argument(
+        "-t",
+        "--tail",
+        action="store_true",
+        help="print the end of the XP's log; follow it while the XP runs",
+    )
+    parser.add_argument("--rank", type=int, default=0, help="whose log -t shows (default 0)")
+    parser.add_argument("-n", "--lines", type=int, default=20, help="lines -t prints first")
     parser.add_argument(
         "--config-dir", type=Path, default=None, help="config folder searched before config/"
     )
@@ -34,23 +51,57 @@ def _metrics(section: dict) -> str:
     return " ".join(parts)
 
 
+def _is_handle(target: list[str]) -> bool:
+    """One word of hex characters: a signature or a prefix of one, not an override."""
+    from ..layout import SIG_RE
+
+    return (
+        len(target) == 1
+        and 0 < len(target[0].rstrip("/")) <= 8
+        and bool(SIG_RE.match(target[0].rstrip("/").ljust(8, "0")))
+    )
+
+
+def listening_page(folder: Path, samples: str = "samples") -> Path | None:
+    """The newest HTML page under the XP's samples folder (the generate stage's)."""
+    pages = sorted((folder / samples).glob("**/*.html"), key=lambda p: (p.stat().st_mtime, p))
+    return pages[-1] if pages else None
+
+
 def main(args: argparse.Namespace) -> int:
-    from ..composition import compose_parts
     from ..errors import ConfigError, report
-    from ..folder import CONFIG_FILE, xp_folder, xp_from_sig
-    from ..signing import compute_delta, sign
-    from ..status import format_best, read_status
+    from ..folder import xp_folder, xp_from_sig
+    from ..handles import compose_checked, find_sig
+    from ..signing import signed_delta
+    from ..teams import use_config_dir
 
     try:
-        if len(args.target) == 1 and SIG_RE.match(args.target[0]):
-            xp = xp_from_sig(args.target[0])
+        use_config_dir(args.config_dir)
+        if args.from_sig or _is_handle(args.target) or args.tail:
+            if args.from_sig and args.target:
+                raise ConfigError("give -f SIG or a target, not both")
+            handle = args.from_sig or (args.target[0] if len(args.target) == 1 else "")
+            if not handle:
+                raise ConfigError("-t tails an existing XP's log: give its signature (or prefix)")
+            xp = xp_from_sig(find_sig(handle))
             sig, overrides, delta, folder = xp.sig, xp.overrides, xp.delta, xp.folder
+            samples = str(xp.cfg.get("generate", {}).get("path", "samples"))
         else:
-            parts = compose_parts(args.target, args.config_dir)
-            delta = compute_delta(parts.groups, parts.base, parts.cfg)
-            sig, overrides, folder = sign(delta), args.target, xp_folder(sign(delta))
+            compose_checked(args.target, args.config_dir)
+            sig, delta = signed_delta(args.target, args.config_dir)
+            overrides, folder = args.target, xp_folder(sig, args.config_dir)
+            samples = "samples"
+        if args.tail:
+            return tail(folder, args.rank, args.lines)
     except ConfigError as exc:
         return report(exc, "audioflow info")
+    _describe(sig, overrides, delta, folder, samples)
+    return 0
+
+
+def _describe(sig: str, overrides: list[str], delta: list, folder: Path, samples: str) -> None:
+    from ..layout import CONFIG_FILE, solver_log_name
+    from ..status import format_best, read_status
 
     exists = (folder / CONFIG_FILE).is_file()
     print(f"sig        {sig}")
@@ -61,13 +112,48 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {key} = {json.dumps(value)}")
     if not exists:
         print("status     new")
-        return 0
+        return
     state = read_status(folder)
     of = f"/{state.epochs}" if state.epochs is not None else ""
     running = f" ({', '.join(state.running)})" if state.running else ""
     print(f"status     {state.status}{running}, epoch {state.epoch}{of}")
+    if state.nonfinite:
+        print(f"  not finite: {state.nonfinite}")
     for stage in ("train", "valid", "evaluate", "generate"):
         if isinstance(state.last.get(stage), dict):
             print(f"  {stage:<9}{_metrics(state.last[stage])}")
     print(f"best       {format_best(state.best)}")
+    log = folder / solver_log_name(0)
+    print(f"log        {log}" + ("" if log.is_file() else "  (none yet)"))
+    page = listening_page(folder, samples)
+    if page is not None:
+        print(f"listen     {page}")
+
+
+def tail(folder: Path, rank: int, lines: int) -> int:
+    """Print the last ``lines`` lines of a rank's log, then follow it while the XP runs.
+
+    Raises:
+        ConfigError: that rank has no log.
+    """
+    from ..errors import ConfigError
+    from ..layout import solver_log_name
+    from ..lock import held_locks
+
+    log = folder / solver_log_name(rank)
+    if not log.is_file():
+        have = sorted(p.name for p in folder.glob("solver*.log"))
+        raise ConfigError(f"no log {log} (rank {rank}); logs here: {', '.join(have) or 'none yet'}")
+    with open(log, errors="replace") as handle:
+        sys.stdout.write("".join(handle.readlines()[-lines:] if lines > 0 else []))
+        sys.stdout.flush()
+        # Follow while a stage of the XP runs, as `tail -f` would, and stop with it.
+        while held_locks(folder):
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(FOLLOW_PAUSE)
+        sys.stdout.write(handle.read())
     return 0

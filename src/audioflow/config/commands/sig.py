@@ -4,13 +4,16 @@ Examples:
   audioflow sig solver=compression/debug optim.lr=1e-4
   audioflow sig --config-dir my_configs model=encodec/tiny +label=try2
 
-Exit status 2, with one line per problem, when an override is invalid.
+Checks what `audioflow run` checks of a command line (the team and cluster, every
+override, the values): exit status 2, with one line per problem, when one is bad.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+INTERMIXED = "overrides"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError, report
-    from ..signing import signature
+    from ..handles import compose_checked
+    from ..signing import signed_delta
 
     try:
-        print(signature(args.overrides, args.config_dir))
+        compose_checked(args.overrides, args.config_dir)
+        sig, _ = signed_delta(args.overrides, args.config_dir)
     except ConfigError as exc:
         return report(exc, "audioflow sig")
+    print(sig)
     return 0

@@ -1,10 +1,13 @@
 """Kubernetes helpers: print the manifests a stage would be submitted with, no cluster needed.
 
 Example: audioflow k8s render 1a2b3c4d train 3 --nodes 2 --gpus 8
-prints the Indexed Job and headless Service (YAML) that `snakemake --profile k8s` would
-submit for epoch 3 of XP 1a2b3c4d, using the team/cluster config (AUDIOFLOW_TEAM,
-AUDIOFLOW_CLUSTER, default: the `kubernetes` cluster). Pipe it to `kubectl apply -f -`
-to run the stage by hand.
+prints the Indexed Job, headless Service and NetworkPolicy (YAML) that
+`snakemake --profile k8s` would submit for epoch 3 of XP 1a2b3c4d, using the team/cluster
+config (AUDIOFLOW_TEAM, AUDIOFLOW_CLUSTER, default: the `kubernetes` cluster). Pipe it to
+`kubectl apply -f -` to run the stage by hand. Applied that way the Service and the
+NetworkPolicy have no owner (the Job's uid is unknown before it exists), so the Job's
+deletion does not remove them: the output's first lines, and stderr, give the one command
+that removes all three.
 
 The pod runs the XP's own overrides minus its run-only ones (keys of ``xp.exclude``:
 device, monitoring.*, logging.*...): those describe the run that created the XP, maybe on
@@ -16,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-STAGES = ("train", "valid", "evaluate", "generate")
+from audioflow.config.layout import STAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ..base import CONFIG_ERROR_EXIT_CODE, JobSpec, resource_problems
     from ..k8s_settings import load_settings
-    from ..manifests import render_manifests
+    from ..manifests import cleanup_command, render_manifests
 
     # Checked before anything is read: a manifest with -1 GPUs or epoch -3 would be
     # printed with exit 0 and fail only once applied to the cluster.
@@ -98,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"audioflow k8s render: {exc}", file=sys.stderr)
         return CONFIG_ERROR_EXIT_CODE
     stage_args = ["run", *pod_overrides(xp.overrides, exclude_patterns(xp.cfg))]
+    # The pod refuses to run if the overrides no longer sign as the XP it was rendered for.
+    stage_args += ["--expect-sig", xp.sig]
     # Options after the overrides, as the workflow's run_overrides puts them.
     if args.config_dir is not None:
         stage_args += ["--config-dir", args.config_dir]
@@ -121,5 +126,8 @@ def main(args: argparse.Namespace) -> int:
         mem_mb=args.mem_mb,
         labels=labels,
     )
+    cleanup = cleanup_command(job, settings)
+    sys.stdout.write(f"# applied by hand, remove it all once the Job is done with:\n# {cleanup}\n")
     yaml.safe_dump_all(render_manifests(job, settings), sys.stdout, sort_keys=False)
+    print(f"audioflow k8s render: once the Job is done: {cleanup}", file=sys.stderr)
     return 0

@@ -2,10 +2,16 @@
 
   audioflow run solver=compression/debug optim.lr=1e-4          # every epoch, every stage
   audioflow run -d 2 solver=compression/debug                   # 2 processes (torchrun)
+  audioflow run -d solver=compression/debug                     # every local GPU (or 1 on CPU)
   audioflow run solver=compression/debug --stage valid --epoch 3
   audioflow run solver=my_solver --config-dir ./my_configs      # a solver of your own
+  audioflow run -f 1a2b3c4d                                     # continue XP 1a2b3c4d
+  audioflow run -f 1a2b optim.lr=1e-4                           # a new XP: its overrides + these
+  audioflow run --clear --yes solver=compression/debug          # delete the XP, start afresh
 
-Resumes from the XP's latest checkpoint. Config errors exit with status 2.
+Resumes from the XP's latest checkpoint. Every bad input (overrides, team, device, process
+count, continue_from file, a checkpoint that no longer fits the model) is one line per
+problem and exit status 2, checked before the XP folder is written or workers start.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import signal
 import sys
 from pathlib import Path
 
-STAGES = ("train", "valid", "evaluate", "generate")
+from audioflow.config.layout import STAGES
+
+ALL_DEVICES = "all"  # `-d` without a number
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -25,10 +33,32 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "--accept-drift", action="store_true", help="accept a changed config in an existing XP"
     )
     parser.add_argument(
-        "-d", "--nproc", type=int, default=1, help="processes on this machine (torchrun)"
+        "-d",
+        "--nproc",
+        nargs="?",
+        const=ALL_DEVICES,
+        default="1",
+        help="processes on this machine (torchrun); alone: one per local GPU, or 1 on CPU",
     )
     parser.add_argument("--stage", choices=STAGES, help="run only this stage (needs --epoch)")
     parser.add_argument("--epoch", type=int, help="epoch of --stage (from 1)")
+    parser.add_argument(
+        "--expect-sig",
+        metavar="SIG",
+        help="refuse to run unless the overrides sign as SIG (workflow stage jobs)",
+    )
+    parser.add_argument(
+        "-f",
+        "--from",
+        dest="from_sig",
+        metavar="SIG",
+        help="the XP of this signature (or unique prefix): continue it, or with overrides "
+        "start a new XP from its overrides plus these",
+    )
+    parser.add_argument(
+        "--clear", action="store_true", help="delete the XP's folder first and start afresh"
+    )
+    parser.add_argument("-y", "--yes", action="store_true", help="--clear without asking")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,11 +76,16 @@ def _reparse(args: argparse.Namespace) -> argparse.Namespace:
     _options(parser)
     parser.add_argument("overrides", nargs="*")
     parser.set_defaults(**{k: v for k, v in vars(args).items() if k != "overrides"})
-    return parser.parse_intermixed_args(args.overrides)
+    parsed = parser.parse_intermixed_args(args.overrides)
+    if parsed.nproc != ALL_DEVICES and not parsed.nproc.lstrip("-").isdigit():
+        # `-d solver=x`: a bare -d took the override that follows it as its value
+        parsed.overrides.insert(0, parsed.nproc)
+        parsed.nproc = ALL_DEVICES
+    return parsed
 
 
-def _torchrun(args: argparse.Namespace) -> int:
-    """Re-run this command under ``torchrun --standalone`` with ``args.nproc`` processes."""
+def _torchrun(args: argparse.Namespace, nproc: int) -> int:
+    """Re-run this command under ``torchrun --standalone`` with ``nproc`` processes."""
     import subprocess
 
     argv = list(args.overrides)
@@ -60,8 +95,10 @@ def _torchrun(args: argparse.Namespace) -> int:
         argv.append("--accept-drift")
     if args.stage:
         argv += ["--stage", args.stage, "--epoch", str(args.epoch)]
+    if args.expect_sig:
+        argv += ["--expect-sig", args.expect_sig]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    cmd += [f"--nproc-per-node={args.nproc}", "-m", "audioflow.cli", "run", *argv]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "audioflow.cli", "run", *argv]
     proc = subprocess.Popen(cmd)
 
     def forward(signum, _frame):  # a stopped `audioflow run -d N` stops its workers too
@@ -77,27 +114,111 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def main(args: argparse.Namespace) -> int:
-    from audioflow.config.errors import ConfigError
+    from audioflow.atomic import DiskFullError
+    from audioflow.config.errors import ConfigError, report
+    from audioflow.config.layout import is_signature
 
     args = _reparse(args)
     if (args.stage is None) != (args.epoch is None):
         return _error("--stage and --epoch go together (e.g. --stage train --epoch 3)", 2)
     if args.epoch is not None and args.epoch < 1:
         return _error(f"--epoch {args.epoch}: epochs count from 1", 2)
-    if args.nproc < 1:
+    if args.nproc != ALL_DEVICES and int(args.nproc) < 1:
         return _error(f"--nproc {args.nproc}: must be at least 1", 2)
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _torchrun(args)
-    if args.config_dir:
-        config_dir = Path(args.config_dir).resolve()
-        if not config_dir.is_dir():
-            return _error(f"--config-dir {args.config_dir}: no such folder", 2)
-        sys.path.insert(0, str(config_dir))  # solver classes may live beside their configs
+    if args.expect_sig is not None and not is_signature(args.expect_sig):
+        return _error(f"--expect-sig {args.expect_sig}: not a signature (8 hex characters)", 2)
+    if args.config_dir and not Path(args.config_dir).is_dir():
+        return _error(f"--config-dir {args.config_dir}: no such folder", 2)
+    # A process that torchrun started for `run -d N` was checked by its parent.
+    spawned = "LOCAL_RANK" in os.environ and _world_size() > 1
     try:
+        if args.from_sig:
+            _follow(args)
+        if args.config_dir:
+            config_dir = Path(args.config_dir).resolve()
+            sys.path.insert(0, str(config_dir))  # solver classes may live beside their configs
+        nproc = 1 if spawned else _check(args)
+        if nproc > 1:
+            return _torchrun(args, nproc)
         return _run(args)
-    except ConfigError as exc:
+    except DiskFullError as exc:  # one line, exit 2: retrying cannot help
         return _error(str(exc), exc.exit_code)
+    except ConfigError as exc:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return exc.exit_code  # rank 0 says it: one message, not one per process
+        return report(exc, "audioflow run")
+
+
+def _follow(args: argparse.Namespace) -> None:
+    """``-f SIG``: take the XP's overrides (plus the extra ones) and config folder."""
+    from audioflow.config.handles import find_sig, merge_overrides, recipe
+
+    found = recipe(find_sig(args.from_sig))
+    extra = list(args.overrides)
+    args.overrides = merge_overrides(found.overrides, extra)
+    args.config_dir = args.config_dir or found.config_dir
+    args.followed = (found.sig, extra)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Everything that can be checked before the XP folder is written or workers start.
+
+    Returns:
+        The number of processes to run.
+
+    Raises:
+        ConfigError: every problem, one line each.
+    """
+    from audioflow.config.errors import ConfigError
+    from audioflow.config.folder import sig_mismatch
+    from audioflow.config.handles import compose_checked
+    from audioflow.config.signing import signed_delta
+
+    from .. import preflight
+
+    parts = compose_checked(args.overrides, args.config_dir)
+    cfg = parts.cfg
+    problems = preflight.missing_keys(cfg)
+    if problems:
+        raise ConfigError(problems)
+    nproc = preflight.process_count(args.nproc, str(cfg.device))
+    problems = preflight.device_problems(str(cfg.device), nproc)
+    problems += preflight.batch_problems(cfg, nproc)
+    epochs = int(cfg.optim.epochs)
+    if args.epoch is not None and args.epoch > epochs:
+        problems.append(f"--epoch {args.epoch}: this XP has optim.epochs={epochs}")
+    sig, _ = signed_delta(args.overrides, args.config_dir)
+    if args.expect_sig is not None and sig != args.expect_sig:
+        problems.append(sig_mismatch(sig, args.expect_sig))
+    try:
+        preflight.solver_class(cfg)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    preflight.check_xp(
+        cfg,
+        sig,
+        overrides=args.overrides,
+        config_dir=args.config_dir,
+        accept_drift=args.accept_drift,
+        stage=args.stage,
+        clear=args.clear,
+        yes=args.yes,
+    )
+    followed = getattr(args, "followed", None)
+    if followed:
+        old, extra = followed
+        if extra:
+            print(f"XP {sig}: a new XP from {old} with {' '.join(extra)}", flush=True)
+        else:
+            print(f"continuing XP {sig}" if sig == old else f"XP {sig} (was {old})", flush=True)
+    return nproc
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -106,7 +227,12 @@ def _run(args: argparse.Namespace) -> int:
     from audioflow.config.lock import xp_lock
     from audioflow.config.xp import set_current_xp
 
-    xp = get_xp(args.overrides, config_dir=args.config_dir, accept_drift=args.accept_drift)
+    xp = get_xp(
+        args.overrides,
+        config_dir=args.config_dir,
+        accept_drift=args.accept_drift,
+        expect_sig=args.expect_sig,
+    )
     epochs = int(xp.cfg.optim.epochs)
     if args.epoch is not None and args.epoch > epochs:
         _forget_new_xp(xp)
@@ -125,8 +251,18 @@ def _run(args: argparse.Namespace) -> int:
             raise
 
 
-# What a new XP's folder holds before its first stage writes anything.
-_NEW_XP_FILES = {"config.yaml", "overrides.json", "delta.json", ".config.lock", "locks"}
+def _new_xp_files() -> set[str]:
+    """What a new XP's folder holds before its first stage writes anything."""
+    from audioflow.config import layout
+
+    return {
+        layout.CONFIG_FILE,
+        layout.OVERRIDES_FILE,
+        layout.CONFIG_DIR_FILE,
+        layout.DELTA_FILE,
+        layout.MUTEX_FILE,
+        layout.LOCKS_DIR,
+    }
 
 
 def _forget_new_xp(xp) -> None:
@@ -138,7 +274,7 @@ def _forget_new_xp(xp) -> None:
         return
     names = {p.name for p in xp.folder.iterdir()}
     logs = {n for n in names if n.startswith("solver") and n.endswith(".log")}
-    if names - logs <= _NEW_XP_FILES:
+    if names - logs <= _new_xp_files():
         shutil.rmtree(xp.folder, ignore_errors=True)
 
 
@@ -149,17 +285,12 @@ def _nolock():
 
 
 def _solve(xp, args: argparse.Namespace) -> int:
-    from audioflow.config.errors import ConfigError
 
+    from .. import preflight
     from ..base import NonFiniteLossError
     from ..checkpoint import CheckpointError
-    from ..registry import SolverNotFoundError, get_solver_class
 
-    try:
-        solver_cls = get_solver_class(str(xp.cfg.solver))
-    except SolverNotFoundError as exc:
-        raise ConfigError(str(exc)) from exc
-    solver = solver_cls(xp.cfg)
+    solver = preflight.solver_class(xp.cfg)(xp.cfg)
     try:
         if args.stage is None:
             solver.run()

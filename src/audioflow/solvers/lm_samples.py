@@ -1,0 +1,195 @@
+"""The LM solver's generate stage: samples per condition, a listening page, a class score.
+
+For each class of the evaluate set (the ``classifier.field`` sidecar, e.g. ``class``),
+``generate.samples_per_condition`` real clips are picked; the LM samples, with their
+conditions, one continuation of each clip's first ``generate.prompt_duration`` seconds
+(prompted) and one sample from nothing (unprompted). Everything is decoded by the codec
+and written as audio and spectrograms into ``samples/epoch_<E>/index.html``, one row per
+clip: the real clip, the unprompted sample, the prompted one.
+
+Conditioning accuracy: a small classifier
+(:class:`~audioflow.metrics.classifier.MelStatsClassifier`) trained on the real train
+clips labels each sample; ``cond_acc`` is the share of unprompted samples labelled with
+the class they were asked for (chance: one over the number of classes), ``cond_acc_prompted``
+the same for prompted ones, and ``classifier_acc_real`` the classifier's accuracy on the
+real evaluate clips (how far to trust it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from omegaconf import OmegaConf
+
+from audioflow.solvers import compression_samples as pages
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
+
+
+def write_spectrogram(path, wav: torch.Tensor) -> None:
+    """A log-magnitude spectrogram of the first channel as a bare PNG (low frequencies at
+    the bottom). No axes: a page of dozens of clips renders in a second, not a minute, and
+    the page's cells say what each one is."""
+    from matplotlib import image
+
+    n_fft = 512
+    signal = wav.detach().float().cpu()[0]
+    spec = torch.stft(
+        signal, n_fft, hop_length=n_fft // 8, window=torch.hann_window(n_fft), return_complex=True
+    )
+    db = 20 * torch.log10(spec.abs().clamp(min=1e-5))
+    image.imsave(
+        path, db.numpy(), cmap="magma", vmin=-80, vmax=max(float(db.max()), -60), origin="lower"
+    )
+
+
+def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int) -> torch.Tensor:
+    """The first ``length`` samples of each entry's file, zero-padded: (B, C, length)."""
+    from audioflow.data.audio import read_segment
+
+    clips = []
+    for entry in entries:
+        wav = read_segment(
+            entry["path"], 0.0, length / sample_rate, sample_rate, channels, entry["sample_rate"]
+        )
+        clips.append(torch.nn.functional.pad(wav, (0, length - wav.shape[-1])))
+    return torch.stack(clips)
+
+
+def train_classifier(solver, field: str, length: int):
+    """A classifier of ``field`` trained on the real train clips (None without labels)."""
+    from audioflow.metrics.classifier import MelStatsClassifier
+
+    _, entries = solver._manifest("train")
+    entries = [e for e in entries if e.get(field) is not None]
+    labels = sorted({str(e[field]) for e in entries})
+    if len(labels) < 2:
+        return None
+    contract = solver.codec.contract
+    clips = read_clips(entries, contract.sample_rate, contract.channels, length)
+    targets = torch.tensor([labels.index(str(e[field])) for e in entries])
+    classifier = MelStatsClassifier(contract.sample_rate, labels)
+    steps = int(OmegaConf.select(solver.cfg, "classifier.steps", default=300))
+    classifier.fit(clips, targets, steps=steps, seed=int(solver.cfg.seed))
+    return classifier
+
+
+def _groups(entries: list[dict], field: str, per_group: int) -> dict[str, list[int]]:
+    """Evaluate entries per class (the first ``per_group`` of each); one group without labels."""
+    groups: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        key = str(entry.get(field)) if entry.get(field) is not None else "all"
+        if len(groups.setdefault(key, [])) < per_group:
+            groups[key].append(i)
+    return dict(sorted(groups.items()))
+
+
+def generate_samples(solver) -> dict:
+    """Run the generate stage of an :class:`~audioflow.solvers.lm.LMSolver`.
+
+    Returns:
+        ``samples`` written, ``cond_acc``, ``cond_acc_prompted`` and
+        ``classifier_acc_real`` (the last three when the evaluate set has labels).
+    """
+    cfg, lm, codec = solver.cfg, solver.lm, solver.codec
+    contract = codec.contract
+    gen = cfg.generate
+    field = str(OmegaConf.select(cfg, "classifier.field", default="class"))
+    frames = max(2, round(float(gen.duration) * solver.frame_rate))
+    prompt_frames = min(frames - 1, max(1, round(float(gen.prompt_duration) * solver.frame_rate)))
+    length = round(frames * contract.sample_rate / solver.frame_rate)
+    _, entries = solver._manifest("evaluate")
+    eval_codes = solver.tokens["evaluate"].codes
+    groups = _groups(entries, field, int(gen.samples_per_condition))
+    generator = torch.Generator(device=solver.device)
+    generator.manual_seed(int(cfg.seed) * 1000 + solver.epoch)
+    sampling = {
+        "cfg_scale": float(OmegaConf.select(cfg, "conditioner.cfg_scale", default=1.0) or 1.0),
+        "temperature": float(gen.temperature),
+        "top_k": int(gen.top_k),
+        "top_p": float(gen.top_p),
+        "generator": generator,
+    }
+    results = {}
+    for name, picks in groups.items():
+        infos = [entries[i] for i in picks]
+        prefix = lm.condition(infos)
+        unprompted = lm.generate(frames, batch=len(picks), prefix=prefix, **sampling)
+        prompt = torch.stack([_prompt(eval_codes[i][: solver.n_q], prompt_frames) for i in picks])
+        prompted = lm.generate(frames, batch=len(picks), prefix=prefix, prompt=prompt, **sampling)
+        results[name] = {
+            "picks": picks,
+            "real": read_clips(
+                [entries[i] for i in picks], contract.sample_rate, contract.channels, length
+            ),
+            "unprompted": codec.decode(unprompted)[..., :length],
+            "prompted": codec.decode(prompted)[..., :length],
+        }
+    metrics = {"samples": float(2 * sum(len(r["picks"]) for r in results.values()))}
+    classifier = train_classifier(solver, field, length)
+    if classifier is not None:
+        metrics.update(_accuracy(classifier, results))
+    if solver.is_rank_zero:
+        _write_page(solver, results, classifier, metrics)
+    return metrics
+
+
+def _prompt(codes: torch.Tensor, frames: int) -> torch.Tensor:
+    """The first ``frames`` frames of (K, F) codes, repeating the last frame if shorter."""
+    if codes.shape[-1] < frames:
+        codes = torch.cat([codes, codes[:, -1:].expand(-1, frames - codes.shape[-1])], dim=-1)
+    return codes[:, :frames]
+
+
+def _accuracy(classifier, results: dict) -> dict:
+    hits = {"unprompted": 0, "prompted": 0, "real": 0}
+    total = 0
+    for name, result in results.items():
+        result["predicted"] = {}
+        for kind in hits:
+            predicted = classifier.predict(result[kind])
+            result["predicted"][kind] = predicted
+            hits[kind] += sum(p == name for p in predicted)
+        total += len(result["picks"])
+    total = max(total, 1)
+    return {
+        "cond_acc": hits["unprompted"] / total,
+        "cond_acc_prompted": hits["prompted"] / total,
+        "classifier_acc_real": hits["real"] / total,
+    }
+
+
+def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
+    folder = solver.samples_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    sr = solver.codec.contract.sample_rate
+    columns = ["real", "unprompted", "prompted"]
+    rows = []
+    for name, result in results.items():
+        for j, pick in enumerate(result["picks"]):
+            stem = f"{_safe(name)}_{j}"
+            cells = {}
+            for kind in columns:
+                wav = result[kind][j]
+                pages.write_audio(folder / f"{stem}_{kind}.wav", wav, sr)
+                write_spectrogram(folder / f"{stem}_{kind}.png", wav)
+                cells[kind] = (f"{stem}_{kind}.wav", f"{stem}_{kind}.png")
+            note = "no classifier (no labels)"
+            if classifier is not None:
+                said = {kind: result["predicted"][kind][j] for kind in columns}
+                note = "classifier: " + ", ".join(f"{k} -> {v}" for k, v in said.items())
+            rows.append(
+                {"name": f"{name} #{j} (evaluate item {pick})", "metrics": note, "cells": cells}
+            )
+    score = ""
+    if "cond_acc" in metrics:
+        score = (
+            f"; conditioning accuracy {metrics['cond_acc']:.0%} unprompted, "
+            f"{metrics['cond_acc_prompted']:.0%} prompted "
+            f"(classifier on real clips: {metrics['classifier_acc_real']:.0%})"
+        )
+    title = f"XP {solver.xp.sig}, epoch {solver.epoch}: real vs generated{score}"
+    pages.write_index(folder, title, rows, columns)

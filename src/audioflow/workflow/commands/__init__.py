@@ -1,0 +1,1 @@
+"""Workflow commands of the `audioflow` command table."""
