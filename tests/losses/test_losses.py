@@ -1,6 +1,5 @@
 """Reconstruction and adversarial losses."""
 
-import pytest
 import torch
 
 from audioflow.losses.adversarial import (
