@@ -1,4 +1,4 @@
-"""Builders: turn ``optim_sches`` / ``optim`` config into OptimSchedulers or a plain optimizer.
+"""Builders: turn ``optim_sches`` / ``optim`` config into the optimizer protocol and optimizers.
 
 The only code in audioflow.optim that reads config objects; everything it builds takes plain
 arguments. Every mistake is reported at build time as one OptimConfigError line naming the
@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .errors import OptimConfigError
-from .group import PRECISIONS, OptimSchedulerGroup
+from .managed import managed
+from .protocol import PRECISIONS, OptimProtocol
 from .scheduler import OptimScheduler, unwrap_model
 
 # `type:` values resolvable without a full dotted path (module.Class inside audioflow.optim).
@@ -108,8 +109,8 @@ def build_optim_sches(
     precision: str = "fp32",
     ft_factor: float = 1.0,
     use_amp: bool = False,
-) -> OptimSchedulerGroup:
-    """Build the named OptimSchedulers of ``cfg.optim_sches`` as one group.
+) -> OptimProtocol:
+    """Build the named OptimSchedulers of ``cfg.optim_sches`` as one protocol.
 
     Args:
         optim_sches_cfg: ``{name: {type: module.Class, conf: {...}}}`` (DictConfig or dict).
@@ -121,7 +122,7 @@ def build_optim_sches(
         use_amp: SpeeChain's legacy flag; True with precision ``fp32`` means ``fp16``.
 
     Returns:
-        The OptimSchedulerGroup the solver drives.
+        The OptimProtocol the solver drives.
 
     Raises:
         OptimConfigError: any invalid type, key, value, module or module claimed twice.
@@ -173,11 +174,41 @@ def build_optim_sches(
             name=name,
             **dict(entry.get("conf") or {}),
         )
-    return OptimSchedulerGroup(sches, model, accum_grad=accum_grad, precision=precision)
+    return OptimProtocol(
+        sches, model, accum_grad=accum_grad, precision=precision, ft_factor=ft_factor
+    )
+
+
+def build_protocol(optim_cfg: Mapping, device_type: str) -> OptimProtocol:
+    """The protocol of an AudioCraft-style solver, from ``cfg.optim``.
+
+    Its managed optimizers (built by :func:`build_optimizer`) are adopted by the solver.
+
+    Args:
+        optim_cfg: ``accum_grad``, ``precision``, ``ft_factor``, ``max_norm``.
+        device_type: ``cpu`` or ``cuda`` (autocast and the GradScaler).
+
+    Raises:
+        OptimConfigError: a bad value of one of those keys.
+    """
+    cfg = _plain(optim_cfg)
+    max_norm = cfg.get("max_norm") or 0.0
+    if isinstance(max_norm, bool) or not isinstance(max_norm, int | float) or max_norm < 0:
+        raise OptimConfigError(f"optim.max_norm={max_norm!r}: must be a number >= 0")
+    return OptimProtocol(
+        accum_grad=cfg.get("accum_grad", 1),
+        precision=str(cfg.get("precision", "fp32")),
+        ft_factor=cfg.get("ft_factor", 1.0),
+        max_norm=float(max_norm),
+        device_type=device_type,
+    )
 
 
 def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:
-    """AudioCraft-style single optimizer from ``cfg.optim``.
+    """AudioCraft-style optimizer from ``cfg.optim``, managed by the optimizer protocol.
+
+    The result is a subclass instance of the torch class (see managed.py): its ``step()``,
+    called in ``run_step``, is the protocol's update once the solver adopted it.
 
     Args:
         params: parameters (or param groups) to optimize; a module is accepted too.
@@ -185,7 +216,7 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
             eps}`` for adam/adamw, optional ``sgd.{momentum, weight_decay, nesterov}``.
 
     Returns:
-        The torch optimizer.
+        The managed torch optimizer.
 
     Raises:
         OptimConfigError: unknown optimizer name or a missing/invalid ``lr``.
@@ -204,7 +235,7 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
         raise OptimConfigError(f"optim.lr={lr!r}: must be a number > 0")
     if name == "sgd":
         sgd = dict(cfg.get("sgd") or {})
-        return torch.optim.SGD(
+        return managed(torch.optim.SGD)(
             params,
             lr=lr,
             momentum=float(sgd.get("momentum", 0.0)),
@@ -225,4 +256,4 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
         kwargs["weight_decay"] = float(adam["weight_decay"])
     if "eps" in adam:
         kwargs["eps"] = float(adam["eps"])
-    return cls(params, **kwargs)
+    return managed(cls)(params, **kwargs)

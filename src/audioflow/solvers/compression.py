@@ -138,11 +138,9 @@ class CompressionSolver(StandardSolver):
             terms.update(adv_terms)
             metrics["disc_loss"] = disc_loss
         if self.is_training and self.optim_sches is None:
+            # the optimizer protocol clips to optim.max_norm and applies the NaN policy
             self.optimizer.zero_grad(set_to_none=True)
-            gen_loss.backward()
-            max_norm = float(self.cfg.optim.max_norm)
-            if max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            self.backward(gen_loss)
             self.optimizer.step()
         # the OptimSchedulers need the graph of gen_loss; everywhere else it is only reported
         keep_graph = self.is_training and self.optim_sches is not None

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from audioflow.config.xp import XP, using_xp
+from audioflow.solvers.state import StateManager
 
 DEFAULT_LOADER = "audioflow.solvers.exports:load_solver_models"
 
@@ -99,7 +100,7 @@ def model_only_solver(solver_cls: type, cfg: Any, device: str = "cpu", xp: XP | 
     solver.ema = None
     solver.epoch = 0
     solver.current_stage = None
-    solver._init_state()
+    solver.stateful = StateManager(solver)  # the registry build_model registers into
     try:
         if xp is None:
             solver.build_model()
@@ -131,7 +132,7 @@ def solver_export(solver) -> Export:
                 f"{type(export).__name__}, not an audioflow.solvers.exports.Export"
             )
         return export
-    names = list(solver._best_names)
+    names = list(solver.stateful.best)
     modules = {n: solver._get(n) for n in names if isinstance(solver._get(n), nn.Module)}
     if not modules:
         raise ExportError(
