@@ -24,6 +24,7 @@ from audioflow.losses.adversarial import (
 from audioflow.losses.codec import ReconstructionLoss
 from audioflow.metrics.codec import MelDistance, audible, si_snr, si_snr_items
 from audioflow.models.builders import build_compression_model, build_discriminator
+from audioflow.models.package import codec_weights
 from audioflow.solvers import compression_samples as samples
 from audioflow.solvers.base import StandardSolver
 
@@ -32,7 +33,7 @@ ADVERSARIAL = ("adv", "feat")
 
 def codec_state_dict(state: dict) -> dict:
     """The codec's weights out of the solver model's state (the discriminator left out)."""
-    return {k: v for k, v in state.items() if not k.startswith("discriminator.")}
+    return codec_weights(state)
 
 
 def _source_label(name: str, info: dict) -> str:
