@@ -8,11 +8,12 @@ export PATH := $(BIN):$(PATH)
 # One thread per process keeps 2-core machines responsive when several jobs run at once.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup system-packages demo test test-slow test-gpu lint format bench clean
+.PHONY: setup system-packages demo demo-speech test test-slow test-gpu lint format bench clean
 
-# Commands the tests run for real (a Prometheus server, promtool, a Pushgateway), as
-# command:debian-package; `make test` installs the missing ones when run as root.
-TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway
+# Commands the tests run for real (a Prometheus server, promtool, a Pushgateway, espeak-ng
+# for the spoken corpus), as command:debian-package; `make test` installs the missing ones
+# when run as root.
+TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway espeak-ng:espeak-ng
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,13 @@ system-packages:
 demo: setup
 	$(BIN)/snakemake --cores 2
 	@$(BIN)/python -m audioflow.workflow.summary
+
+# The speech demo: the spoken-digit corpus (espeak-ng) and an ASR XP published to
+# reference/demo_asr; its own workflow config, so `make demo` stays as it is.
+demo-speech: setup system-packages
+	@command -v espeak-ng >/dev/null || { echo "demo-speech needs espeak-ng: apt-get install -y espeak-ng (as root)" >&2; exit 2; }
+	$(BIN)/snakemake --cores 2 --configfile config/workflow_speech.yaml
+	@$(BIN)/python -m audioflow.workflow.summary --configfile config/workflow.yaml --configfile config/workflow_speech.yaml
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,6 +25,7 @@ rule all:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/speech.smk"
 include: "workflow/rules/tokens.smk"
 include: "workflow/rules/stages.smk"
 include: "workflow/rules/publish.smk"

@@ -218,3 +218,15 @@ def test_an_infinite_lr_fails_the_run_and_is_never_done(uc, capfd):
     (row,) = json.loads(capfd.readouterr().out)
     assert row["status"] != "done"
     assert code != 0
+
+
+@pytest.mark.slow
+def test_an_error_only_workers_see_is_said_once_with_exit_2(uc, files, capfd):
+    """`run -d 2` with audio files missing (seen when the workers open the dataset): rank 0
+    says it, the other rank stays quiet, no torchrun traceback, and the status stays 2."""
+    argv = [a.format(files=files) for a in _manifest_run()]
+    code = cli.main([argv[0], "-d", "2", *argv[1:]])
+    err = capfd.readouterr().err
+    assert code == 2, err
+    assert err.count("audioflow run: ") == 1 and "00001_" in err
+    assert "Traceback" not in err and "ChildFailedError" not in err

@@ -41,6 +41,7 @@ def xps(cfg_dir):
 
 def _rows(out: str) -> tuple[list[str], dict[str, list[str]]]:
     header, *lines = out.strip().splitlines()
+    lines = [line for line in lines if not line.startswith("every XP above")]
     return header.split(), {line.split()[0]: line.split() for line in lines}
 
 
@@ -65,7 +66,12 @@ def test_chosen_metrics_filters_and_sort(capsys, xps):
     code, out, _ = run(capsys, "ls", "--metrics", "evaluate.sisnr", "--sort=-evaluate.sisnr")
     assert [line.split()[0] for line in out.strip().splitlines()[1:]] == [b.sig, a.sig, c.sig]
     code, out, _ = run(capsys, "ls", "--where", "optim.lr=2e-1")
-    assert sorted(_rows(out)[1]) == sorted([b.sig, c.sig])
+    rows = _rows(out)[1]
+    assert sorted(rows) == sorted([b.sig, c.sig])
+    # what both share is said once, under the table; the column shows what differs
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert lines[b.sig].endswith("(only the shared ones)") and lines[c.sig].endswith(" seed=9")
+    assert out.strip().splitlines()[-1] == "every XP above also has: optim.lr=0.2"
     code, out, _ = run(capsys, "ls", "--where", "optim.lr=0.2", "--where", "status=done")
     assert list(_rows(out)[1]) == [b.sig]
     code, out, err = run(capsys, "ls", "--where", "optim.lr=7")

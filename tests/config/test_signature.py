@@ -150,3 +150,19 @@ def test_simple_overrides_take_the_plain_data_path(cfg_dir):
     assert not simple(["~optim.ema"])
     assert not simple(["+extra={a: 1}"])
     assert not simple(["optim.adam.betas.0=0.5"])
+
+
+def test_signature_and_signatures_refuse_out_of_range_values_alike(cfg_dir):
+    from audioflow.config import ConfigError
+
+    for overrides, line in [
+        (["device=tpu"], "device=tpu: use cpu"),
+        (["optim.epochs=0"], "optim.epochs=0: must be at least 1"),
+        # Seen through an interpolation too (the plain fast path cannot resolve it).
+        (["+who=tpu", "device=${who}"], "device=tpu: use cpu"),
+    ]:
+        with pytest.raises(ConfigError, match=line):
+            signature(overrides, cfg_dir)
+        with pytest.raises(ConfigError, match=line):
+            signatures([[], overrides], cfg_dir)
+    assert signature(["device=cuda:1"], cfg_dir) == signature([], cfg_dir)  # excluded key

@@ -92,26 +92,6 @@ def test_repro_builds_reference_metrics_and_plots_then_is_a_noop(reproduced):
     assert "changed" not in run("dvc", "status", cwd=repo, env=_env()).stdout
 
 
-def test_plots_show_one_titled_plot_per_quantity_rendered_offline(reproduced, tmp_path):
-    repo, _ = reproduced
-    from audioflow.workflow import dvc_plots
-
-    specs = dvc_plots.plot_specs(repo)
-    # the plots of dvc.yaml and nothing else (no stage-level plot of a whole CSV)
-    assert set(specs) == set().union(*yaml.safe_load((repo / "dvc.yaml").read_text())["plots"])
-    for plot_id, spec in specs.items():
-        lines = {row["filename::field"] for row in spec["data"]["values"]}
-        assert lines == {f"updates.csv::train_{plot_id}", f"history.csv::valid_{plot_id}"}
-        train = [r for r in spec["data"]["values"] if r["filename::field"].startswith("upd")]
-        assert len(train) >= 2  # a line per logged update, not 2 epoch points
-        y_title = spec["layer"][0]["encoding"]["y"]["title"]
-        assert y_title not in ("y", "dvc_inferred_y_value") and spec["title"]["text"]
-    written = dvc_plots.render(specs, tmp_path / "plots")
-    for path in written:
-        head = path.read_bytes()[:8]
-        assert head == b"\x89PNG\r\n\x1a\n" if path.suffix == ".png" else b"<svg" in head
-
-
 def test_reference_pulled_on_another_clone_loads(reproduced, tmp_path):
     repo, _ = reproduced
     env = _env()

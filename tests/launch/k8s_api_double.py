@@ -192,6 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             phase = c.pods.get(pod, {}).get("status", {}).get("phase")
             silent = c.silent_log_streams > 0 and phase is not None and phase != "Pending"
             c.silent_log_streams -= silent
+            silent = silent or pod in c.silent_log_pods
         if phase is None:
             return self._send(404, status(404, "NotFound", f'pods "{pod}" not found'))
         if phase == "Pending":
@@ -263,6 +264,23 @@ class KubernetesAPIDouble:
             self.cluster.cond.notify_all()
         self.server.shutdown()
         self.server.server_close()
+
+    def start_launcher(self, folder, job, namespace: str, image: str, **popen):
+        """Start a real ``audioflow launch --launcher kubernetes`` process for ``job``
+        against the double (its kubeconfig and team file written to ``folder``)."""
+        import os
+        import subprocess
+        import sys
+
+        team = folder / "team.yaml"
+        kube = {"namespace": namespace, "image": image}
+        team.write_text(json.dumps({"clusters": {"kubernetes": {"kubernetes": kube}}}))
+        self.kubeconfig(folder / "kubeconfig")
+        env = dict(os.environ, KUBECONFIG=str(folder / "kubeconfig"), AUDIOFLOW_CONFIG=str(team))
+        env.pop("AUDIOFLOW_CLUSTER", None)
+        cmd = [sys.executable, "-m", "audioflow.cli", "launch", "--launcher", "kubernetes"]
+        cmd += ["--name", job.name, "--log", str(job.log_path), "--", *job.args]
+        return subprocess.Popen(cmd, env=env, **popen)
 
     def kubeconfig(self, path) -> None:
         """Write a kubeconfig file pointing at the double (for launcher subprocesses)."""

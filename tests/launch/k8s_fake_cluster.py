@@ -63,6 +63,7 @@ class FakeCluster:
         # Requests answered with headers and then silence, as by a dead proxy or node.
         self.silent_watches = 0
         self.silent_log_streams = 0
+        self.silent_log_pods: set[str] = set()  # pods on a dead node: every stream silent
         # Deletions that never complete (a finalizer nobody removes).
         self.stuck_deletions = False
         self._last_ns = 0
@@ -264,6 +265,12 @@ class FakeCluster:
             self._stamp(self.pods[pod])
             self.cond.notify_all()
 
+    def update_job(self, name: str, change: Callable[[dict], None]) -> None:
+        """Change the Job (e.g. Kueue unsuspending it) and tell the watches."""
+        with self.cond:
+            change(self.jobs[name])
+            self._job_event("MODIFIED", self.jobs[name])
+
     def write_log(self, pod: str, text: str) -> None:
         """The container writes ``text``; each line gets its own timestamp."""
         with self.cond:
@@ -405,15 +412,26 @@ class JobController:
             action = self._action(pod)
             if action == "FailJob":
                 message = f"Pod {pod_name} matched a FailJob rule"
-                c.finish_job(self.name, "Failed", "PodFailurePolicy", message)
-                return "Failed"
+                return self._fail("PodFailurePolicy", message)
             if action != "Ignore":
                 self.failed += 1
                 if self.failed > self.job["spec"]["backoffLimit"]:
-                    c.finish_job(self.name, "Failed", "BackoffLimitExceeded", "")
-                    return "Failed"
+                    return self._fail("BackoffLimitExceeded", "")
             self.current[index] = c.add_pod(self.job, index)
         if len(self.succeeded) == len(self.current):
             c.finish_job(self.name, "Complete")
             return "Complete"
         return None
+
+    def _fail(self, reason: str, message: str) -> str:
+        """Fail the Job; its pods still active are deleted, as the Job controller does."""
+        c = self.cluster
+        with c.cond:
+            for pod_name in self.current.values():
+                pod = c.pods.get(pod_name)
+                if pod is not None and pod["status"]["phase"] not in ("Succeeded", "Failed"):
+                    c.pods.pop(pod_name)
+                    c.log_closed[pod_name] = True
+            c.cond.notify_all()
+        c.finish_job(self.name, "Failed", reason, message)
+        return "Failed"

@@ -11,10 +11,8 @@ Cancellation is tested on a real ``audioflow launch`` process receiving SIGTERM.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -274,19 +272,11 @@ def test_sigterm_deletes_the_job(tmp_path):
         cluster.write_log(pod, "training forever\n")
 
     job = make_job(tmp_path)
-    team = tmp_path / "team.yaml"
-    team.write_text(
-        "clusters:\n  kubernetes:\n    kubernetes:\n"
-        f"      namespace: {NS}\n      image: audioflow:test\n"
-    )
     with KubernetesAPIDouble() as api:
         api.cluster.on_job_created = scenario
-        api.kubeconfig(tmp_path / "kubeconfig")
-        env = dict(os.environ, KUBECONFIG=str(tmp_path / "kubeconfig"), AUDIOFLOW_CONFIG=str(team))
-        env.pop("AUDIOFLOW_CLUSTER", None)
-        cmd = [sys.executable, "-m", "audioflow.cli", "launch", "--launcher", "kubernetes"]
-        cmd += ["--name", job.name, "--log", str(job.log_path), "--", *job.args]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        proc = api.start_launcher(
+            tmp_path, job, NS, "audioflow:test", stderr=subprocess.PIPE, text=True
+        )
         try:
             deadline = time.monotonic() + 30
             while "training forever" not in _read(job.log_path):

@@ -173,3 +173,58 @@ def test_topology_is_read_from_the_rendered_torchrun_options():
     )
     assert topology_from_torchrun_args(["--standalone", "--nproc-per-node=2", "-m", "x"]) is None
     assert topology_from_torchrun_args(["--nnodes", "1", "-m", "x", "--nnodes=2"]) is None
+
+
+def watches(silence: float = 5) -> tuple:
+    from audioflow.launch.peers import PeerWatch, Topology
+
+    port = free_port_pair()
+    nodes = [
+        PeerWatch(Topology(2, rank, "127.0.0.1", port), silence_seconds=silence, join_seconds=10)
+        for rank in range(2)
+    ]
+    nodes[0].start()
+    nodes[1].start()
+    return nodes
+
+
+def test_a_node_that_finishes_is_not_lost_and_one_that_leaves_is():
+    node0, node1 = watches()
+    node1.close(done=True)
+    assert not node0.lost.wait(1.5)
+    node0.close(done=True)
+    node0, node1 = watches()
+    node1.leaving()  # SIGTERM: said before the workers stop
+    assert node0.lost.wait(5) and "stopped" in node0.reason
+    assert node1.lost.wait(5)  # node 0 drops every link once a peer is lost
+    node0.close(done=False)
+    node1.close(done=False)
+
+
+def test_node_0_names_exactly_one_failure_primary():
+    node0, node1 = watches()
+    assert node1.failure_is_primary(timeout=5) is True  # first to report
+    assert node0.failure_is_primary(timeout=5) is False  # follows from node 1's
+    node1.close(done=False)
+    node0.close(done=False)
+    node0, node1 = watches()
+    node1.close(done=False)  # gone without a word: a peer lost, not a failure
+    assert node0.failure_is_primary(timeout=5) is False
+    node0.close(done=False)
+
+
+def test_a_silent_peer_is_lost_after_the_silence_timeout():
+    import socket as socket_
+
+    from audioflow.launch.peers import PeerWatch, Topology
+
+    port = free_port_pair()
+    node0 = PeerWatch(Topology(2, 0, "127.0.0.1", port), silence_seconds=1, join_seconds=5)
+    node0.start()
+    # A node that links up and then says nothing (its machine froze).
+    frozen = socket_.create_connection(("127.0.0.1", port + PEER_PORT_OFFSET))
+    frozen.sendall(b"1\n")
+    started = time.monotonic()
+    assert node0.lost.wait(5) and "silent" in node0.reason
+    assert time.monotonic() - started < 3
+    frozen.close()

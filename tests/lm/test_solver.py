@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
-from audioflow.solvers.commands import run as run_command
+from audioflow import cli
 
 
 def _overrides(corpus, *extra):
@@ -29,11 +28,8 @@ def _overrides(corpus, *extra):
     return ["solver=lm/debug", "conditioner=label", *data, *small, *extra]
 
 
-def _run(overrides, capsys):
-    args = Namespace(
-        config_dir=None, accept_drift=False, nproc=1, stage=None, epoch=None, overrides=overrides
-    )
-    code = run_command.main(args)
+def _run(overrides, capsys, *options):
+    code = cli.main(["run", *options, *overrides])
     return code, capsys.readouterr().err
 
 
@@ -79,18 +75,10 @@ def test_a_short_run_evaluates_beside_baselines_and_generates_a_page(lm_env, cor
     for name in ("chirp", "noise", "speech", "tone", "unprompted", "prompted", "real"):
         assert name in text
     first = _digest(page.parent)
-    assert len(first) == 12  # 4 classes x (real, unprompted, prompted)
+    assert len(first) == 16  # 4 classes x (real, codec, unprompted, prompted)
 
     # the same seed generates the very same samples (the stage alone, from the best state)
-    args = Namespace(
-        config_dir=None,
-        accept_drift=False,
-        nproc=1,
-        stage="generate",
-        epoch=1,
-        overrides=_overrides(corpus),
-    )
-    assert run_command.main(args) == 0
+    assert _run(_overrides(corpus), capsys, "--stage", "generate", "--epoch", "1")[0] == 0
     assert _digest(page.parent) == first
 
 

@@ -25,11 +25,16 @@ def test_an_lm_xp_waits_for_the_tokens_of_each_manifest_and_a_codec_xp_for_none(
 
 def test_the_summary_prints_the_held_out_ce_beside_both_baselines_and_the_accuracy(tmp_path):
     evaluate = {"ce": 0.5, "unigram_ce": 1.0, "uniform_ce": 4.159, "ce_ratio_unigram": 0.5}
-    generate = {"cond_acc": 0.875, "cond_acc_prompted": 1.0, "classifier_acc_real": 1.0}
+    generate = {
+        "cond_acc": 0.875,
+        "cond_acc_prompted": 1.0,
+        "classifier_acc_real": 1.0,
+        "classifier_acc_codec": 0.5,
+    }
     path = marker_path(tmp_path, "generate", 3)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(generate))
     line = describe_lm(evaluate, tmp_path)
-    for text in ("0.500", "0.50 x unigram (1.000)", "uniform 4.159", "88%", "generate_3"):
+    for text in ("0.500", "0.50 x unigram (1.000)", "uniform 4.159", "88%", "50%", "generate_3"):
         assert text in line
     assert describe_lm({"sisnr": 3.0}, tmp_path) is None

@@ -172,3 +172,10 @@ def test_port_search_stops_at_65535(caplog):
         blocker.close()
     assert monitor.port is None
     assert "no free port in 65535-65535" in caplog.text
+
+
+def test_losses_and_metrics_are_told_apart_by_config_and_name():
+    facts = RunFacts(loss_names=frozenset({"l1", "mel", "commitment"}))
+    losses = ["l1", "mel", "commitment", "gen_loss", "disc_loss", "ce", "ce_q0", "ctc_loss"]
+    metrics = ["sisnr", "mel_distance", "bandwidth", "codebook_usage_0", "ppl", "wer", "cer"]
+    assert [n for n in losses + metrics if facts.is_loss(n)] == losses

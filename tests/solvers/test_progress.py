@@ -63,3 +63,19 @@ def test_all_metrics_would_not_fit():
     # what the bar looked like before: the key metric cut, no bar left
     line = bar_line(format_metrics(METRICS))
     assert "█" not in line
+
+
+def test_the_averager_keeps_the_latest_learning_rate():
+    import torch
+
+    from audioflow.solvers.logs import Averager
+
+    avg = Averager()
+    for step in range(1, 5):
+        avg.add({"loss": torch.tensor(float(step)), "lr/main": 1e-3 / step, "grad_norm/main": 2.0})
+    state = avg.state_dict()
+    again = Averager()
+    again.load_state_dict(state)
+    for result in (avg.result(), again.result()):
+        assert result["loss"] == 2.5 and result["grad_norm/main"] == 2.0
+        assert result["lr/main"] == 1e-3 / 4

@@ -26,16 +26,16 @@ for stage in layout.STAGES:
         params:
             launcher=config["launcher"],
             overrides=run_overrides,
+            # Bound now: a shell command is formatted when its job runs, after the loop.
+            stage=stage,
         conda:
             CONDA_ENV
         threads: stage_threads(stage)
         resources:
             **stage_resources(stage),
-        # {rule}, not the loop variable: a shell command is formatted when its job runs,
-        # after the loop has ended.
         shell:
             launch(
-                "{rule}",
+                "{params.stage}",
                 "run {params.overrides} --expect-sig {wildcards.sig}"
-                " --stage {rule} --epoch {wildcards.epoch}",
+                " --stage {params.stage} --epoch {wildcards.epoch}",
             )

@@ -11,6 +11,7 @@ heavy (no torch), so planning stays cheap.
                                                                   the XP's definition
   locks/<stage>.lock                                              held while a stage runs
   checkpoint.th checkpoint_<E>.th best.th best.json history.json   training state and results
+  .history.lock                                                   held while history.json is rebuilt
   stages/<stage>_<E>.json                                         a finished stage's metrics
   solver.log solver.<rank>.log tensorboard/ samples/              what a person reads
   updates.jsonl timings.jsonl report/
@@ -47,6 +48,7 @@ LATEST_CHECKPOINT = "checkpoint.th"
 BEST_CHECKPOINT = "best.th"
 BEST_FILE = "best.json"
 HISTORY_FILE = "history.json"
+HISTORY_LOCK = ".history.lock"  # serialises the rebuilds of history.json by the stages
 STAGES_DIR = "stages"
 TENSORBOARD_DIR = "tensorboard"
 SAMPLES_DIR = "samples"

@@ -76,6 +76,9 @@ def _is_http_address(value) -> bool:
 # Every key check_values reads.
 CHECKED_KEYS = (
     *_AT_LEAST_ONE,
+    "dataset.num_workers",
+    *(f"dataset.{stage}.num_workers" for stage in STAGES),
+    "optim.lr",
     "optim.precision",
     "device",
     "monitoring.port",

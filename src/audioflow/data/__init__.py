@@ -1,4 +1,5 @@
-"""audioflow.data: manifests, segment datasets and samplers, the synthetic demo corpus.
+"""audioflow.data: manifests (and speech corpus importers), segment and utterance datasets,
+samplers, tokenizers, the synthetic and spoken demo corpora.
 
 ``AudioDataset``, ``collate`` and ``TrainSampler`` import torch, so they are loaded on
 first use: scanning a manifest (``audioflow.data.manifest``) stays torch-free.
@@ -12,6 +13,9 @@ _LAZY = {
     "AudioDataset": "audioflow.data.dataset",
     "collate": "audioflow.data.dataset",
     "TrainSampler": "audioflow.data.samplers",
+    "BucketBatchSampler": "audioflow.data.samplers",
+    "SpeechDataset": "audioflow.data.speech",
+    "import_corpus": "audioflow.data.corpora",
     "build_audio_loaders": "audioflow.data.builders",
     "build_manifest": "audioflow.data.manifest",
     "read_manifest": "audioflow.data.manifest",

@@ -69,7 +69,8 @@ def build_speech_loaders(cfg: Any, world_size: int = 1, rank: int = 0) -> dict[s
             rank,
             seed=int(_get(cfg, "seed", 0)),
             shuffle=train,
-            bucketing=bool(_get(dataset_cfg, "bucketing", True)),
+            # generate shows its first utterances: manifest order, not the shortest ones
+            bucketing=stage != "generate" and bool(_get(dataset_cfg, "bucketing", True)),
             bucket_batches=int(_get(dataset_cfg, "bucket_batches", 32)),
         )
         loaders[stage] = DataLoader(

@@ -112,6 +112,7 @@ class BpeTokenizer:
                 eos_id=-1,
                 pad_id=-1,
                 minloglevel=2,
+                num_threads=1,  # tiny corpora: threads cost more than they save
             )
         except RuntimeError as err:
             raise ValueError(f"sentencepiece BPE (vocab_size={vocab_size}): {err}") from None

@@ -13,6 +13,7 @@ SIGINT/SIGTERM (Ctrl-C on snakemake reaches every launcher) delete the Job and i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -40,6 +41,8 @@ from .k8s_watch import (
     wait_for_job,
 )
 from .manifests import job_name, render_dependents, render_job
+
+logger = logging.getLogger(__name__)
 
 # The controller's cancel wins over a Job stuck in deletion after this long.
 DELETE_WAIT_SECONDS = 300
@@ -225,7 +228,7 @@ class _Run:
                 submitted,
                 self.opts.watch_seconds,
                 self.opts.read_timeout,
-                on_tick=lambda job: deadline.check(job, self.pods()),
+                on_tick=lambda job: self.check_start(deadline, job),
             )
             self.drain(logs)
             if final is None:
@@ -259,6 +262,18 @@ class _Run:
         except (ContestedName, TimeoutError) as exc:
             self.say(str(exc))
             return 1
+
+    def check_start(self, deadline: StartDeadline, job: dict) -> None:
+        """Apply the start deadline; a failed pod listing only postpones it."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            pods = self.pods()
+        except (ApiException, HTTPError) as exc:
+            logger.info("pods of %s unreadable: %s", self.name, exc)
+            return
+        deadline.check(job, pods)
 
     def pods(self) -> list[dict]:
         return job_pods(self.core, self.namespace, self.name, self.opts.read_timeout)

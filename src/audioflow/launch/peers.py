@@ -209,18 +209,25 @@ class PeerWatch:
         elif message == _LEAVING:
             self._lose(f"node {link.peer} was stopped")
         elif message == _FAILED:  # node 0 only
-            verdict = _PRIMARY if self._claim(link.peer) else _SECONDARY
-            try:
-                link.send(verdict)
-            except OSError:
-                pass
+            threading.Thread(target=self._judge, args=(link,), daemon=True).start()
         elif message in (_PRIMARY, _SECONDARY):
             with self._changed:
                 link.verdict = message
                 self._changed.notify_all()
 
+    def _judge(self, link: _Link) -> None:
+        verdict = _PRIMARY if self._claim(link.peer) else _SECONDARY
+        try:
+            link.send(verdict)
+        except OSError:
+            pass
+
     def _claim(self, node: int) -> bool:
         """Node 0: record ``node``'s failure; True if it is the job's first."""
+        # A node killed at the same moment closes its link as the workers' collectives
+        # break: give that news a heartbeat's time to arrive before judging.
+        if self.lost.wait(HEARTBEAT_SECONDS):
+            return False
         with self._lock:
             if self.primary is None and not self.lost.is_set():
                 self.primary = node

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 
 from audioflow.config import layout
 
+#: Words that make a metric name a loss: what AudioCraft-style solvers, which step their own
+#: optimizer, call the values they minimise (cross-entropy, negative log-likelihood, CTC).
+LOSS_WORDS = frozenset({"loss", "ce", "nll", "ctc"})
+
 
 @dataclass(frozen=True)
 class RunFacts:
@@ -26,8 +30,8 @@ class RunFacts:
         items_per_update: training items in one update (global batch times accumulation).
         item_seconds: audio seconds in one training item (the segment duration), or None.
         loss_names: the metric names that are losses: the terms of the ``losses`` config
-            group and every OptimScheduler's ``optim_loss`` (names ending in ``loss`` are
-            losses too, see :meth:`is_loss`).
+            group and every OptimScheduler's ``optim_loss`` (see :meth:`is_loss` for the
+            names that are losses without being listed).
         samples_dir: folder name under the XP where generate writes ``epoch_<E>/``.
         hparams: the XP's delta (key -> value) and its signature.
         overrides: the XP's overrides as given.
@@ -45,8 +49,13 @@ class RunFacts:
     overrides: tuple[str, ...] = ()
 
     def is_loss(self, name: str) -> bool:
-        """Whether the metric ``name`` is a loss (else a quality or diagnostic metric)."""
-        return name in self.loss_names or name.endswith("loss")
+        """Whether the metric ``name`` is a loss (else a quality or diagnostic metric).
+
+        A loss is a term of the config's ``losses`` group, an OptimScheduler's
+        ``optim_loss``, or a name with one of the words of :data:`LOSS_WORDS` between its
+        underscores (``gen_loss``, ``ce``, ``ce_q0``, ``ctc_loss``; not ``ppl``, ``sisnr``).
+        """
+        return name in self.loss_names or not LOSS_WORDS.isdisjoint(name.split("_"))
 
 
 def run_facts(xp=None) -> RunFacts:

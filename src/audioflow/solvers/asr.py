@@ -173,7 +173,8 @@ class AsrSolver(StandardSolver):
                         [refs[i] for i in chosen], [hyps[i] for i in chosen]
                     )
         metrics = {}
-        for name in sorted(counts):
+        # greedy first, then the beam: the summary shows the first few (wer, cer, per kind)
+        for name in sorted(counts, key=lambda n: (n.startswith("_beam"), n)):
             total = _reduce_counts(counts[name])
             # "_beam_digits" -> wer_beam_digits; the greedy totals are plain wer/cer
             metrics[f"wer{name}"], metrics[f"cer{name}"] = total.wer, total.cer

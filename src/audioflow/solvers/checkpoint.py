@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -99,6 +100,19 @@ def _write(payload: dict, path: Path) -> None:
         torch.save(payload, f)
 
 
+# Nice value of the background writer thread (Linux nice values are per thread): on a
+# busy machine the training loop, not the writer, gets the cores.
+WRITER_NICENESS = 10
+
+
+def _yield_cpu() -> None:
+    """Lower the writer thread's CPU priority by ``WRITER_NICENESS``."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: the writer runs at the loop's priority
+
+
 def _host_copy(obj: Any, memo: dict) -> Any:
     """A copy of ``obj`` that later changes to the original cannot reach: tensors copied to
     CPU memory (views of one storage stay views of one copied storage), containers rebuilt,
@@ -155,7 +169,9 @@ def save(payload: dict, path: Path, *, background: bool = False) -> PendingSave:
     snapshot = _host_copy(payload, {})
     with _lock:
         if _writer is None:
-            _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+            _writer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="checkpoint", initializer=_yield_cpu
+            )
         handle = PendingSave(path, _writer.submit(_write, snapshot, path))
         _pending[:] = [h for h in _pending if not h._settled()]
         _pending.append(handle)

@@ -5,14 +5,15 @@ For each class of the evaluate set (the ``classifier.field`` sidecar, e.g. ``cla
 conditions, one continuation of each clip's first ``generate.prompt_duration`` seconds
 (prompted) and one sample from nothing (unprompted). Everything is decoded by the codec
 and written as audio and spectrograms into ``samples/epoch_<E>/index.html``, one row per
-clip: the real clip, the unprompted sample, the prompted one.
+clip: the real clip, its codec reconstruction, the unprompted sample, the prompted one.
 
 Conditioning accuracy: a small classifier
 (:class:`~audioflow.metrics.classifier.MelStatsClassifier`) trained on the real train
 clips labels each sample; ``cond_acc`` is the share of unprompted samples labelled with
 the class they were asked for (chance: one over the number of classes), ``cond_acc_prompted``
-the same for prompted ones, and ``classifier_acc_real`` the classifier's accuracy on the
-real evaluate clips (how far to trust it).
+the same for prompted ones, ``classifier_acc_real`` the classifier's accuracy on the
+real evaluate clips (how far to trust it) and ``classifier_acc_codec`` on their codec
+reconstructions (the most the LM's samples can score through this codec).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def generate_samples(solver) -> dict:
 
     Returns:
         ``samples`` written, ``cond_acc``, ``cond_acc_prompted`` and
-        ``classifier_acc_real`` (the last three when the evaluate set has labels).
+        ``classifier_acc_real``, ``classifier_acc_codec`` (those four when the evaluate
+        set has labels).
     """
     cfg, lm, codec = solver.cfg, solver.lm, solver.codec
     contract = codec.contract
@@ -120,11 +122,14 @@ def generate_samples(solver) -> dict:
         unprompted = lm.generate(frames, batch=len(picks), prefix=prefix, **sampling)
         prompt = torch.stack([_prompt(eval_codes[i][: solver.n_q], prompt_frames) for i in picks])
         prompted = lm.generate(frames, batch=len(picks), prefix=prefix, prompt=prompt, **sampling)
+        real = read_clips(
+            [entries[i] for i in picks], contract.sample_rate, contract.channels, length
+        )
         results[name] = {
             "picks": picks,
-            "real": read_clips(
-                [entries[i] for i in picks], contract.sample_rate, contract.channels, length
-            ),
+            "real": real,
+            # the real clips through the codec: what the classifier can say at best
+            "codec": codec.decode(codec.encode(real)[:, : solver.n_q])[..., :length],
             "unprompted": codec.decode(unprompted)[..., :length],
             "prompted": codec.decode(prompted)[..., :length],
         }
@@ -145,7 +150,7 @@ def _prompt(codes: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def _accuracy(classifier, results: dict) -> dict:
-    hits = {"unprompted": 0, "prompted": 0, "real": 0}
+    hits = {"unprompted": 0, "prompted": 0, "real": 0, "codec": 0}
     total = 0
     for name, result in results.items():
         result["predicted"] = {}
@@ -159,6 +164,7 @@ def _accuracy(classifier, results: dict) -> dict:
         "cond_acc": hits["unprompted"] / total,
         "cond_acc_prompted": hits["prompted"] / total,
         "classifier_acc_real": hits["real"] / total,
+        "classifier_acc_codec": hits["codec"] / total,
     }
 
 
@@ -166,7 +172,7 @@ def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
     folder = solver.samples_folder
     folder.mkdir(parents=True, exist_ok=True)
     sr = solver.codec.contract.sample_rate
-    columns = ["real", "unprompted", "prompted"]
+    columns = ["real", "codec", "unprompted", "prompted"]
     rows = []
     for name, result in results.items():
         for j, pick in enumerate(result["picks"]):
@@ -189,7 +195,8 @@ def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
         score = (
             f"; conditioning accuracy {metrics['cond_acc']:.0%} unprompted, "
             f"{metrics['cond_acc_prompted']:.0%} prompted "
-            f"(classifier on real clips: {metrics['classifier_acc_real']:.0%})"
+            f"(classifier on real clips: {metrics['classifier_acc_real']:.0%}, on their codec "
+            f"reconstructions: {metrics['classifier_acc_codec']:.0%})"
         )
     title = f"XP {solver.xp.sig}, epoch {solver.epoch}: real vs generated{score}"
     pages.write_index(folder, title, rows, columns)

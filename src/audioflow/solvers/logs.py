@@ -125,15 +125,25 @@ class Averager:
     """
 
     FOLD = 32
+    #: Keys whose latest value is reported rather than a mean: a learning rate is a setting
+    #: of the update, and its mean over the epoch so far is nobody's learning rate.
+    LATEST = ("lr/",)
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.pending: dict[str, list[torch.Tensor]] = {}
         self.counts: dict[str, int] = {}
+        self.latest: dict[str, torch.Tensor] = {}
 
     def add(self, metrics: dict) -> None:
         """Add one step's metrics (scalar tensors or numbers; anything else is ignored)."""
         for key, value in metrics.items():
+            if key.startswith(self.LATEST):
+                if torch.is_tensor(value) and value.numel() == 1:
+                    self.latest[key] = value.detach()
+                elif isinstance(value, int | float):
+                    self.latest[key] = torch.tensor(float(value), dtype=torch.float64)
+                continue
             if torch.is_tensor(value):
                 if value.numel() != 1:
                     continue
@@ -160,13 +170,15 @@ class Averager:
     def result(self) -> dict[str, float]:
         """The mean of every metric seen so far, as floats (one host read per device)."""
         totals = scalar_floats({k: self._total(k) for k in self.counts})
-        return {k: totals[k] / n for k, n in self.counts.items()}
+        means = {k: totals[k] / n for k, n in self.counts.items()}
+        return {**means, **scalar_floats(self.latest)}
 
     def state_dict(self) -> dict:
         return {
             "sums": {k: v.cpu() for k, v in self.sums.items()},
             "pending": {k: [v.cpu() for v in vs] for k, vs in self.pending.items()},
             "counts": dict(self.counts),
+            "latest": {k: v.cpu() for k, v in self.latest.items()},
         }
 
     def load_state_dict(self, state: dict, device: torch.device | None = None) -> None:
@@ -176,6 +188,7 @@ class Averager:
         self.sums = {k: move(v) for k, v in state["sums"].items()}
         self.pending = {k: [move(v) for v in vs] for k, vs in state["pending"].items()}
         self.counts = dict(state["counts"])
+        self.latest = {k: move(v) for k, v in state.get("latest", {}).items()}
 
 
 class Progress:

@@ -29,6 +29,9 @@ def plot_specs(repo: Path, revisions: list[str] | None = None) -> dict[str, dict
         repo: the DVC repository.
         revisions: git revisions to compare (``dvc plots diff``); None: the workspace.
 
+    Returns:
+        The plots that have data (those whose files do not exist yet are left out).
+
     Raises:
         RuntimeError: dvc failed (its message is kept).
     """
@@ -43,7 +46,8 @@ def plot_specs(repo: Path, revisions: list[str] | None = None) -> dict[str, dict
     specs = {}
     for plot_id, renders in (shown.get("data") or {}).items():
         for render in renders:
-            if render.get("type") == "vega":
+            # a plot whose files are all missing (a stage not reproduced yet) has no data
+            if render.get("type") == "vega" and render["content"].get("data", {}).get("values"):
                 specs[plot_id] = _numeric(render["content"])
     return specs
 

@@ -126,8 +126,9 @@ def describe_lm(evaluate: dict | None, folder: Path) -> str | None:
     if metrics and "cond_acc" in metrics:
         text += (
             f"; conditioning accuracy {metrics['cond_acc']:.0%} (prompted "
-            f"{metrics['cond_acc_prompted']:.0%}, classifier on real clips "
-            f"{metrics['classifier_acc_real']:.0%}; generate_{generated[-1][0]})"
+            f"{metrics['cond_acc_prompted']:.0%}; classifier on real clips "
+            f"{metrics['classifier_acc_real']:.0%}, on codec reconstructions "
+            f"{metrics.get('classifier_acc_codec', float('nan')):.0%}; generate_{generated[-1][0]})"
         )
     return text
 

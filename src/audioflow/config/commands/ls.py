@@ -294,8 +294,16 @@ def format_table(rows: list[Row], columns: list[str], width: int) -> list[str]:
             overrides = overrides[: room - 1] + "…"
         return ("  ".join(parts) + "  " + overrides).rstrip()
 
+    # Overrides every row shares (a grid's base) would fill the column with the same text:
+    # they are said once, under the table, and the column shows what tells XPs apart.
+    shared = [o for o in rows[0].overrides if all(o in r.overrides for r in rows)]
+    shared = shared if len(rows) > 1 else []
     lines = [line(headers, "OVERRIDES")]
-    lines += [line(c, " ".join(r.overrides)) for c, r in zip(cells, rows)]
+    for values, row in zip(cells, rows):
+        own = [o for o in row.overrides if o not in shared]
+        lines.append(line(values, " ".join(own) or "(only the shared ones)"))
+    if shared:
+        lines.append(f"every XP above also has: {' '.join(shared)}")
     return lines
 
 

@@ -97,7 +97,9 @@ def _torchrun(args: argparse.Namespace, nproc: int) -> int:
         argv += ["--stage", args.stage, "--epoch", str(args.epoch)]
     if args.expect_sig:
         argv += ["--expect-sig", args.expect_sig]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    # audioflow's torchrun entry keeps a worker's config-error status (2) and prints no
+    # ChildFailedError traceback (plain torchrun exits 1 after one).
+    cmd = [sys.executable, "-m", "audioflow.launch.torchrun", "--standalone"]
     cmd += [f"--nproc-per-node={nproc}", "-m", "audioflow.cli", "run", *argv]
     proc = subprocess.Popen(cmd)
 
@@ -122,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
     from audioflow.atomic import DiskFullError
     from audioflow.config.errors import ConfigError, report
     from audioflow.config.layout import is_signature
+    from audioflow.config.teams import use_config_dir
 
     args = _reparse(args)
     if (args.stage is None) != (args.epoch is None):
@@ -137,8 +140,12 @@ def main(args: argparse.Namespace) -> int:
     # A process that torchrun started for `run -d N` was checked by its parent.
     spawned = "LOCAL_RANK" in os.environ and _world_size() > 1
     try:
+        # The user's teams/ first, for every lookup of this process (the XP root, //reference
+        # paths); -f may then name the config folder its XP was composed with.
+        use_config_dir(args.config_dir)
         if args.from_sig:
             _follow(args)
+            use_config_dir(args.config_dir)
         if args.config_dir:
             config_dir = Path(args.config_dir).resolve()
             sys.path.insert(0, str(config_dir))  # solver classes may live beside their configs
@@ -286,17 +293,20 @@ def _nolock():
 
 def _solve(xp, args: argparse.Namespace) -> int:
 
-    from .. import preflight
-    from ..base import NonFiniteLossError
+    from .. import base, preflight
     from ..checkpoint import CheckpointError
 
+    # A stage that fails honestly (no usable checkpoint, non-finite losses, weights or
+    # metrics) is one line and exit status 1; the stage error exists once the solver has it.
+    stage_error = getattr(base, "NonFiniteStageError", None)
+    failures = (CheckpointError, base.NonFiniteLossError, *([stage_error] if stage_error else []))
     solver = preflight.solver_class(xp.cfg)(xp.cfg)
     try:
         if args.stage is None:
             solver.run()
         else:
             solver.run_stage(args.stage, args.epoch)
-    except (CheckpointError, NonFiniteLossError) as exc:
+    except failures as exc:
         solver.logger.error("%s", exc)
         return _error(str(exc), 1)
     return 0
