@@ -16,6 +16,7 @@ SPLITS = {"train": (3000, 1, "train"), "valid": (150, 2, "train"), "evaluate": (
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the corpus and 800 updates: minutes, many more on a loaded machine
 def test_demo_reaches_the_wer_target(tmp_path, monkeypatch):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")

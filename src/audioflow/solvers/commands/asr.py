@@ -42,13 +42,13 @@ def load_recognizer(ref: str, device: str = "cpu"):
     """
     from pathlib import Path
 
+    from audioflow.config.paths import SIG_PREFIX
     from audioflow.models.asr_package import (
         SOLVER,
         LoadedRecognizer,
         build_recognizer,
         load_asr_package,
     )
-    from audioflow.models.codec_ref import SIG_PREFIX
 
     if not ref.startswith(SIG_PREFIX):
         return load_asr_package(ref, device)
