@@ -11,9 +11,10 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: setup system-packages demo demo-speech test test-slow test-gpu lint format bench clean
 
 # Commands the tests run for real (a Prometheus server, promtool, a Pushgateway, espeak-ng
-# for the spoken corpus), as command:debian-package; `make test` installs the missing ones
-# when run as root.
-TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway espeak-ng:espeak-ng
+# for the spoken corpus, Opus as the codec's baseline), as command:debian-package;
+# `make test` installs the missing ones when run as root.
+TEST_COMMANDS := prometheus:prometheus promtool:prometheus prometheus-pushgateway:prometheus-pushgateway espeak-ng:espeak-ng \
+  opusenc:opus-tools opusdec:opus-tools
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -205,6 +205,66 @@ def scenario_unused_parameters(rank: int, world: int) -> dict:
     return outcome
 
 
+class GenOnlyForward(GenDisc):
+    """Only the generator runs in forward: the discriminator is called through .module."""
+
+    def forward(self, x):  # x: (B, DIM) -> (B, DIM)
+        return self.gen(x)
+
+
+def outside_losses(ddp: nn.Module, x: torch.Tensor, target: torch.Tensor) -> dict:
+    fake = ddp(x)
+    disc = ddp.module.disc if isinstance(ddp, DDP) else ddp.disc  # outside DDP's forward
+    return {
+        "g_loss": (fake - target).pow(2).mean() - disc(fake).mean(),
+        "d_loss": disc(fake.detach()).pow(2).mean(),
+    }
+
+
+def scenario_outside_forward(rank: int, world: int) -> dict:
+    """find_unused_parameters=True with a submodule called outside DDP's forward, accum 2."""
+    torch.manual_seed(3)
+    model = GenOnlyForward()
+    reference = GenOnlyForward()
+    reference.load_state_dict(model.state_dict())
+    ddp = DDP(model, find_unused_parameters=True)
+    cfg = {"gen": sgd_conf(["gen"], "g_loss"), "disc": sgd_conf(["disc"], "d_loss", lr=0.05)}
+    accum = 2
+    group = build_optim_sches(
+        cfg, ddp, distributed=True, accum_grad=accum, precision="fp32", ft_factor=1.0
+    )
+    error = None
+    try:
+        for step_num in range(1, 2 * accum + 1):
+            window = (step_num - 1) // accum + 1
+            x, t = data(1000 * window + 10 * rank + (step_num - 1) % accum, B)
+            with group.accumulate(ddp, step_num):
+                group.step(outside_losses(ddp, x, t), step_num)
+    except RuntimeError as exc:
+        error = str(exc).splitlines()[0]
+    for window in range(1, 3):  # one process, the global batch of each window
+        xs, ts = zip(*(data(1000 * window + 10 * r + m, B) for r in range(world)
+                       for m in range(accum)), strict=True)  # fmt: skip
+        losses = outside_losses(reference, torch.cat(xs), torch.cat(ts))
+        gen_p, disc_p = list(reference.gen.parameters()), list(reference.disc.parameters())
+        g_gen = torch.autograd.grad(losses["g_loss"], gen_p)
+        g_disc = torch.autograd.grad(losses["d_loss"], disc_p)
+        with torch.no_grad():
+            for p, g in zip(gen_p, g_gen, strict=True):
+                p -= 0.1 * g
+            for p, g in zip(disc_p, g_disc, strict=True):
+                p -= 0.05 * g
+    mine = flat_params(model)
+    gathered = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    return {
+        "error": error,
+        "ranks_identical": bool(torch.equal(gathered[0], gathered[1])),
+        "max_abs_diff_vs_reference": (mine - flat_params(reference)).abs().max().item(),
+        "real_steps": {n: group[n].real_step for n in group.names},
+    }
+
+
 def main() -> int:
     out_dir = Path(sys.argv[1])
     dist.init_process_group("gloo")
@@ -214,6 +274,7 @@ def main() -> int:
         "accumulation": scenario_accumulation(rank, world),
         "two_optim_sches": scenario_two_optim_sches(rank, world),
         "unused_parameters": scenario_unused_parameters(rank, world),
+        "outside_forward": scenario_outside_forward(rank, world),
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

@@ -140,3 +140,40 @@ def test_optim_sche_without_loss_this_step_sits_out(model):
 def test_solver_level_key_in_conf_is_refused(model):
     with pytest.raises(OptimConfigError, match="optim_sches.main.conf.accum_grad"):
         build({"main": entry(accum_grad=2)}, model)
+
+
+def test_a_none_loss_keeps_the_gradients_the_window_already_has(model):
+    reference = EncDec()
+    reference.load_state_dict(model.state_dict())
+    group = build({"main": entry()}, model, accum_grad=2)
+    x, y = batch(1)
+    with group.accumulate(model, 1):
+        group.step({"loss": (model(x) - y).pow(2).mean()}, 1)
+    with group.accumulate(model, 2):
+        out = group.step({"loss": None}, 2)  # no loss on the window's last micro-step
+    assert out["updated"] and group["main"].real_step == 1
+    opt = torch.optim.SGD(reference.parameters(), lr=0.1)
+    ((reference(x) - y).pow(2).mean() / 2).backward()  # the window's mean: half of step 1
+    opt.step()
+    for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_the_window_reports_each_optimizers_grad_norm_before_clipping(model):
+    cfg = {
+        "enc": entry(updated_modules=["encoder"], grad_clip=1e-3),
+        "dec": entry(updated_modules=["decoder"]),
+    }
+    group = build(cfg, model)
+    x, y = batch(2)
+    loss = (model(x) - y).pow(2).mean()
+    expected = {}
+    for name, module in (("enc", model.encoder), ("dec", model.decoder)):
+        grads = torch.autograd.grad(loss, list(module.parameters()), retain_graph=True)
+        expected[name] = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    group.step({"loss": loss}, 1)
+    norms = group.last_window.grad_norms
+    assert set(norms) == {"enc", "dec"}
+    for name, value in expected.items():
+        torch.testing.assert_close(norms[name], value)  # enc's is the norm before clipping
+    assert group.last_window.metrics()["lr/enc"] == 0.1

@@ -7,7 +7,7 @@ def _record_ema_steps(solver, seen):
     step = solver.ema.step
 
     def recording():
-        seen.append((solver.epoch - 1) * solver.settings.updates_per_epoch + solver._updates_done)
+        seen.append((solver.epoch - 1) * solver.settings.updates_per_epoch + solver.loop.update)
         step()
 
     solver.ema.step = recording

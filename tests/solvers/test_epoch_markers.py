@@ -30,10 +30,11 @@ def test_resumed_run_writes_the_lost_train_marker(make_solver, monkeypatch, epoc
             make_solver(f"optim.epochs={epochs}").run()
     solver = make_solver(f"optim.epochs={epochs}")
     saved = checkpoint.load(solver.folder / checkpoint.LATEST, sig=solver.xp.sig)
-    assert saved["epoch"] == 1 and saved["epoch_done"]  # the checkpoint made it
+    trained_epochs = [h["epoch"] for h in saved["state"]["history"] if "train" in h]
+    assert trained_epochs == [1] and saved["state"]["loop"]["micro"] == 0  # it made it
     marker = history.marker_path(solver.folder, "train", 1)
     assert not marker.exists()
-    trained = saved["history"][0]["train"]
+    trained = saved["state"]["history"][0]["train"]
     solver.run()  # epochs=1: nothing left to train, only the marker to write
     assert json.loads(marker.read_text()) == trained
     hist = json.loads((solver.folder / "history.json").read_text())

@@ -1,8 +1,9 @@
 """optim.ft_factor with a torch LRScheduler built in build_model (the AudioCraft pattern).
 
-The scheduler copies each group's LR when it is built, before the base scales the LR; its
-steps must still give the scaled LR. The guard on optimizer.step() must not make torch
-warn that the step was overridden.
+The scheduler owns the LR in the param groups; the optimizer protocol multiplies it by
+ft_factor when it steps, so every schedule trains at its LR times ft_factor and nothing
+of the scheduler is rewritten. Routing optimizer.step() through the protocol must not
+make torch warn that the step was overridden.
 """
 
 import textwrap
@@ -45,8 +46,8 @@ SOLVER = textwrap.dedent(
             self.lrs = []
 
         def run_step(self, idx, batch, metrics):
-            if self.is_training:
-                self.lrs.append(self.optimizer.param_groups[0]["lr"])
+            if self.is_training:  # the LR the update steps with
+                self.lrs.append(self.protocol.lrs()["main"])
             metrics = super().run_step(idx, batch, metrics)
             if self.is_training:
                 self.scheduler.step()
@@ -90,7 +91,8 @@ def test_constant_lambda_schedule_trains_at_lr_times_ft_factor(make_sched_solver
     solver = make_sched_solver("optim.ft_factor=0.1")  # optim.lr=1e-2 in my_solver.yaml
     torch_warnings = _run(solver)
     assert solver.lrs == pytest.approx([1e-3] * 10)
-    assert solver.scheduler.get_last_lr() == pytest.approx([1e-3])
+    assert solver.protocol.lrs()["main"] == pytest.approx(1e-3)
+    assert solver.scheduler.get_last_lr() == pytest.approx([1e-2])  # the schedule's own
     assert torch_warnings == []
 
 
@@ -124,20 +126,21 @@ def test_bad_ft_factor_is_one_clear_error(make_sched_solver):
         make_sched_solver("optim.ft_factor=-1")
 
 
-def test_scheduler_built_after_the_guard_wraps_it_and_still_skips_nonfinite(make_solver):
+def test_scheduler_built_after_the_solver_still_skips_nonfinite(make_solver):
     import torch
 
-    solver = make_solver("optim.epochs=1")
-    solver._guard_optimizers()  # what the first train stage does
+    solver = make_solver("optim.epochs=1")  # the optimizer is the protocol's from here on
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sched = torch.optim.lr_scheduler.LambdaLR(solver.optimizer, lambda s: 0.5)
         for p in solver.model.parameters():
             p.grad = torch.full_like(p, float("nan"))
         before = [p.detach().clone() for p in solver.model.parameters()]
-        solver.optimizer.step()
-        sched.step()
-    assert solver._skipped_step
+        with solver.protocol.micro_step(1):  # what the train loop does around run_step
+            solver.optimizer.step()
+            sched.step()
+        window = solver.protocol.finish_micro_step()
+    assert window.skipped == ["main"] and solver.protocol.skips == {"main": 1}
     assert all(torch.equal(a, p) for a, p in zip(before, solver.model.parameters()))
     assert [str(w.message) for w in caught if "lr_scheduler" in str(w.message)] == []
 

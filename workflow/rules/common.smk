@@ -10,9 +10,9 @@ from pathlib import Path
 
 from audioflow.config import ConfigError, cluster_config, layout
 from audioflow.workflow.epochs import chunk_end, train_dependencies
-from audioflow.workflow.plan import by_signature, load_plans
-from audioflow.workflow.publication import publication_record
 from audioflow.config.grids import GridError
+from audioflow.workflow.plan import by_signature, load_plans
+from audioflow.workflow.publication import publication_record, publish_refusal
 from snakemake.exceptions import WorkflowError
 
 # Stage commands call `audioflow` and `torchrun` from the environment snakemake runs in,
@@ -83,7 +83,11 @@ def _published():
                 f"audioflow workflow config: publish names XP {item['xp']!r}, which is not "
                 f"declared in xps/grids (known: {known})"
             )
-        published[item["as"]] = BY_NAME[item["xp"]].sig
+        plan = BY_NAME[item["xp"]]
+        refusal = publish_refusal(item["as"], plan.overrides, config["config_dir"])
+        if refusal:
+            raise WorkflowError(f"audioflow workflow config: {refusal}")
+        published[item["as"]] = plan.sig
     return published
 
 

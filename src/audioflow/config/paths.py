@@ -9,6 +9,8 @@ from .errors import ConfigError
 from .teams import cluster_config
 
 REFERENCE_PREFIX = "//reference"
+#: ``//sig/SIG``: an XP of the current XP root, by signature (e.g. ``load_codec("//sig/SIG")``)
+SIG_PREFIX = "//sig/"
 
 
 def resolve_path(path: str) -> Path:

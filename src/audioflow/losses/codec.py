@@ -1,4 +1,5 @@
-"""The weighted reconstruction objective of a codec: waveform, spectral and commitment terms."""
+"""The weighted reconstruction objective of a codec: waveform, SI-SNR, spectral and
+commitment terms."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from audioflow.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from audioflow.metrics.codec import si_snr
 
-TERMS = ("l1", "l2", "mel", "mrstft", "commitment")
+TERMS = ("l1", "l2", "mel", "mrstft", "sisnr", "commitment")
 
 
 class ReconstructionLoss(nn.Module):
@@ -68,6 +70,11 @@ class ReconstructionLoss(nn.Module):
             terms["mel"] = self.mel(estimate, target)
         if self.mrstft is not None:
             terms["mrstft"] = self.mrstft(estimate, target)
+        if "sisnr" in self.weights:
+            # negative SI-SNR (dB): rewards the waveform's shape whatever its scale, so unlike
+            # L1/L2 it never favours a quiet output while the phase is still wrong (silent
+            # targets left out: their SI-SNR is about -100 dB whatever the estimate)
+            terms["sisnr"] = -si_snr(estimate, target).nan_to_num(0.0)
         if "commitment" in self.weights:
             terms["commitment"] = penalty
         total = sum(self.weights[k] * v for k, v in terms.items())

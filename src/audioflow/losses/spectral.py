@@ -81,6 +81,8 @@ class MultiScaleMelLoss(nn.Module):
         n_mels: mel bands at the largest scales; small STFTs use fewer (see
             :func:`usable_n_mels`).
         alpha: weight of the L2 term.
+        floor: added to the mel magnitudes before the log: how far below a loud bin an
+            error still counts (see :class:`MelSpectrogramL1`).
     """
 
     def __init__(
@@ -90,12 +92,17 @@ class MultiScaleMelLoss(nn.Module):
         range_end: int = 11,
         n_mels: int = 64,
         alpha: float = 1.0,
+        floor: float = 1e-5,
     ):
         super().__init__()
         if range_end <= range_start:
             raise ValueError(f"range_end ({range_end}) must be > range_start ({range_start})")
+        if floor <= 0:
+            raise ValueError(f"floor={floor}: must be > 0")
         self.scales = nn.ModuleList(
-            MelSpectrogramL1(sample_rate, 2**i, usable_n_mels(sample_rate, 2**i, n_mels), alpha)
+            MelSpectrogramL1(
+                sample_rate, 2**i, usable_n_mels(sample_rate, 2**i, n_mels), alpha, floor
+            )
             for i in range(range_start, range_end)
         )
 

@@ -26,8 +26,7 @@ from typing import Any
 
 import torch
 
-SIG_PREFIX = "//sig/"
-REFERENCE_PREFIX = "//reference"
+from audioflow.config.paths import REFERENCE_PREFIX, SIG_PREFIX
 
 
 @dataclass(frozen=True)
@@ -280,21 +279,37 @@ def _from_package(folder: Path, source: str, device: str) -> LoadedCodec:
 
 
 def _from_sig(sig: str, source: str, device: str) -> LoadedCodec:
+    """The codec of an XP's best state (``best.th``), built from the XP's config."""
+    from omegaconf import OmegaConf
+
     from audioflow.config import xp_from_sig
     from audioflow.config.layout import BEST_CHECKPOINT, CONFIG_FILE
-    from audioflow.models.package import PackageError
-    from audioflow.solvers import checkpoint
-    from audioflow.solvers.exports import codec_lineage, load_best_codec
+    from audioflow.models.builders import build_compression_model
+    from audioflow.models.lineage import code_version, manifest_hashes
+    from audioflow.models.package import PackageError, codec_weights
 
     xp = xp_from_sig(sig)
     folder = Path(xp.folder)
+    path = folder / BEST_CHECKPOINT
+    if not path.is_file():
+        raise PackageError(f"{source}: {path}: no best state yet; run the XP through a valid stage")
     try:
-        model = load_best_codec(xp)
-    except checkpoint.CheckpointError as exc:
-        raise PackageError(f"{source}: {exc}") from None
+        # a best state holds {"state": {"model": weights, ...}, ...} (solvers.checkpoint)
+        state = torch.load(path, map_location="cpu", weights_only=True)["state"]["model"]
+        model = build_compression_model(xp.cfg)
+        model.load_state_dict(codec_weights(state))
+    except Exception as exc:  # truncated file, another solver's state, a changed config
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PackageError(f"{source}: {path}: not a usable codec best state ({first})") from exc
+    lineage = {
+        "signature": xp.sig,
+        "config": OmegaConf.to_container(xp.cfg, resolve=True),
+        "manifests": manifest_hashes(OmegaConf.select(xp.cfg, "datasource")),
+        "code_version": code_version(),
+    }
     return LoadedCodec(
         contract=CodecContract.of_model(model),
-        lineage=codec_lineage(xp),
+        lineage=lineage,
         content_hash=package_hash(folder, (CONFIG_FILE, BEST_CHECKPOINT)),
         source=source,
         model=model.to(device),

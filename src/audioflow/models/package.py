@@ -42,6 +42,11 @@ class OutputError(PackageError):
     exit_code = 2
 
 
+def codec_weights(state: dict) -> dict:
+    """The codec's weights out of a compression model's state (the discriminator left out)."""
+    return {k: v for k, v in state.items() if not k.startswith("discriminator.")}
+
+
 def _foreign_entries(folder: Path) -> list[str]:
     """Names in ``folder`` that a package does not hold (sub-folders and links included)."""
     return sorted(

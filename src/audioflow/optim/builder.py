@@ -1,4 +1,4 @@
-"""Builders: turn ``optim_sches`` / ``optim`` config into OptimSchedulers or a plain optimizer.
+"""Builders: turn ``optim_sches`` / ``optim`` config into the optimizer protocol and optimizers.
 
 The only code in audioflow.optim that reads config objects; everything it builds takes plain
 arguments. Every mistake is reported at build time as one OptimConfigError line naming the
@@ -8,13 +8,15 @@ key and listing the valid choices.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
 
 from .errors import OptimConfigError
-from .group import PRECISIONS, OptimSchedulerGroup
+from .managed import ManagedOptimizer, managed
+from .protocol import PRECISIONS, OptimProtocol
 from .scheduler import OptimScheduler, unwrap_model
 
 # `type:` values resolvable without a full dotted path (module.Class inside audioflow.optim).
@@ -108,8 +110,8 @@ def build_optim_sches(
     precision: str = "fp32",
     ft_factor: float = 1.0,
     use_amp: bool = False,
-) -> OptimSchedulerGroup:
-    """Build the named OptimSchedulers of ``cfg.optim_sches`` as one group.
+) -> OptimProtocol:
+    """Build the named OptimSchedulers of ``cfg.optim_sches`` as one protocol.
 
     Args:
         optim_sches_cfg: ``{name: {type: module.Class, conf: {...}}}`` (DictConfig or dict).
@@ -121,7 +123,7 @@ def build_optim_sches(
         use_amp: SpeeChain's legacy flag; True with precision ``fp32`` means ``fp16``.
 
     Returns:
-        The OptimSchedulerGroup the solver drives.
+        The OptimProtocol the solver drives.
 
     Raises:
         OptimConfigError: any invalid type, key, value, module or module claimed twice.
@@ -173,11 +175,41 @@ def build_optim_sches(
             name=name,
             **dict(entry.get("conf") or {}),
         )
-    return OptimSchedulerGroup(sches, model, accum_grad=accum_grad, precision=precision)
+    return OptimProtocol(
+        sches, model, accum_grad=accum_grad, precision=precision, ft_factor=ft_factor
+    )
+
+
+def build_protocol(optim_cfg: Mapping, device_type: str) -> OptimProtocol:
+    """The protocol of an AudioCraft-style solver, from ``cfg.optim``.
+
+    Its managed optimizers (built by :func:`build_optimizer`) are adopted by the solver.
+
+    Args:
+        optim_cfg: ``accum_grad``, ``precision``, ``ft_factor``, ``max_norm``.
+        device_type: ``cpu`` or ``cuda`` (autocast and the GradScaler).
+
+    Raises:
+        OptimConfigError: a bad value of one of those keys.
+    """
+    cfg = _plain(optim_cfg)
+    max_norm = cfg.get("max_norm") or 0.0
+    if isinstance(max_norm, bool) or not isinstance(max_norm, int | float) or max_norm < 0:
+        raise OptimConfigError(f"optim.max_norm={max_norm!r}: must be a number >= 0")
+    return OptimProtocol(
+        accum_grad=cfg.get("accum_grad", 1),
+        precision=str(cfg.get("precision", "fp32")),
+        ft_factor=cfg.get("ft_factor", 1.0),
+        max_norm=float(max_norm),
+        device_type=device_type,
+    )
 
 
 def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimizer:
-    """AudioCraft-style single optimizer from ``cfg.optim``.
+    """AudioCraft-style optimizer from ``cfg.optim``, managed by the optimizer protocol.
+
+    The result is a subclass instance of the torch class (see managed.py): its ``step()``,
+    called in ``run_step``, is the protocol's update once the solver adopted it.
 
     Args:
         params: parameters (or param groups) to optimize; a module is accepted too.
@@ -185,7 +217,7 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
             eps}`` for adam/adamw, optional ``sgd.{momentum, weight_decay, nesterov}``.
 
     Returns:
-        The torch optimizer.
+        The managed torch optimizer.
 
     Raises:
         OptimConfigError: unknown optimizer name or a missing/invalid ``lr``.
@@ -200,11 +232,11 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
             f"{', '.join(OPTIMIZERS)}"
         )
     lr = cfg.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
-        raise OptimConfigError(f"optim.lr={lr!r}: must be a number > 0")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
+        raise OptimConfigError(f"optim.lr={lr!r}: must be a finite number > 0")
     if name == "sgd":
         sgd = dict(cfg.get("sgd") or {})
-        return torch.optim.SGD(
+        return managed(torch.optim.SGD)(
             params,
             lr=lr,
             momentum=float(sgd.get("momentum", 0.0)),
@@ -225,4 +257,75 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
         kwargs["weight_decay"] = float(adam["weight_decay"])
     if "eps" in adam:
         kwargs["eps"] = float(adam["eps"])
-    return cls(params, **kwargs)
+    return managed(cls)(params, **kwargs)
+
+
+def adopt_optimizers(protocol: OptimProtocol, attributes: Mapping, accum_grad: int) -> list[str]:
+    """Hand every managed optimizer among a solver's attributes to its protocol.
+
+    Args:
+        protocol: the solver's protocol.
+        attributes: attribute name -> value (registered names first); ``optimizer`` is
+            adopted as ``main``, any other optimizer under its attribute name.
+        accum_grad: ``optim.accum_grad`` (a plain optimizer cannot accumulate).
+
+    Returns:
+        The attribute names of plain torch optimizers (not routed through the protocol).
+
+    Raises:
+        OptimConfigError: a plain torch optimizer with accum_grad or precision set.
+    """
+    plain, seen = [], set()
+    for attr, opt in attributes.items():
+        if not isinstance(opt, torch.optim.Optimizer) or id(opt) in seen:
+            continue
+        seen.add(id(opt))
+        if isinstance(opt, ManagedOptimizer):
+            protocol.adopt("main" if attr == "optimizer" else attr, opt)
+            continue
+        if accum_grad != 1 or protocol.precision != "fp32":
+            raise OptimConfigError(
+                f"self.{attr} is a plain {type(opt).__name__}: optim.accum_grad and "
+                "optim.precision need it built with audioflow.optim.build_optimizer "
+                "(or audioflow.optim.managed(torch.optim.X)(...))"
+            )
+        plain.append(attr)
+    return plain
+
+
+def build_solver_protocol(
+    cfg, attributes: Mapping, world_size: int, device: torch.device
+) -> tuple[OptimProtocol, list[str]]:
+    """A solver's protocol: over ``cfg.optim_sches``, or adopting its managed optimizers.
+
+    Args:
+        cfg: the XP's config (``optim``, ``optim_sches``).
+        attributes: the solver's attribute name -> value, after ``build_model`` (the
+            OptimSchedulers train ``attributes["model"]``).
+        world_size: processes of the run (DDP when > 1).
+        device: the solver's device.
+
+    Returns:
+        ``(protocol, plain)``: plain lists the attributes holding plain torch optimizers.
+
+    Raises:
+        OptimConfigError: a bad optim/optim_sches setting.
+        AttributeError: ``optim_sches`` without ``self.model``.
+    """
+    optim = cfg.optim
+    sches = cfg.get("optim_sches")
+    if sches is None:
+        protocol = build_protocol(optim, device.type)
+        return protocol, adopt_optimizers(protocol, attributes, int(optim.accum_grad))
+    model = attributes.get("model")
+    if model is None:
+        raise AttributeError("optim_sches needs build_model() to set self.model")
+    protocol = build_optim_sches(
+        sches,
+        model,
+        distributed=world_size > 1,
+        accum_grad=int(optim.accum_grad),
+        precision=str(optim.precision),
+        ft_factor=float(optim.ft_factor),
+    )
+    return protocol, []

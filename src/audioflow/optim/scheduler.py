@@ -6,7 +6,7 @@ into a learning rate. Subclasses only write ``sche_init`` (their config keys) an
 ``update_lr`` (the schedule as a pure function of the step); the base class applies
 ``ft_factor``, clipping, AMP unscaling, the non-finite skip and the state round trip.
 
-Several OptimSchedulers are driven together by :class:`audioflow.optim.group.OptimSchedulerGroup`,
+Several OptimSchedulers are driven together by :class:`audioflow.optim.protocol.OptimProtocol`,
 which orders the backward passes and the DDP synchronisation; ``step`` here is the
 single-optimizer convenience.
 """
@@ -21,11 +21,7 @@ import torch
 from torch import nn
 
 from .errors import OptimConfigError
-
-# Outcomes of apply_update().
-UPDATED = "updated"
-NONFINITE = "nonfinite"
-NO_GRAD = "no_grad"
+from .update import NO_GRAD, NONFINITE, UPDATED, apply_update, check_ft_factor
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -96,7 +92,7 @@ class OptimScheduler:
         self.step_per_update = self._positive_int("step_per_update", step_per_update)
         self.accum_grad = self._positive_int("accum_grad", accum_grad)
         self.use_amp = bool(use_amp)
-        self.ft_factor = self._check_ft_factor(ft_factor)
+        self.ft_factor = check_ft_factor(ft_factor)
         self.grad_clip = float(grad_clip or 0.0)
         self.grad_norm_type = float(grad_norm_type)
         self.base_lr = self.optim_conf.get("lr")
@@ -157,11 +153,6 @@ class OptimScheduler:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise OptimConfigError(f"{self._where(key)}={value!r}: must be an integer >= 1")
         return value
-
-    def _check_ft_factor(self, value) -> float:
-        if not isinstance(value, int | float) or not value > 0:
-            raise OptimConfigError(f"optim.ft_factor={value!r}: must be a number > 0")
-        return float(value)
 
     def _collect_params(self, inner: nn.Module) -> list[nn.Parameter]:
         if self.updated_modules is None:
@@ -252,40 +243,38 @@ class OptimScheduler:
         """Drop its parameters' gradients (set to None)."""
         self.optimizer.zero_grad(set_to_none=True)
 
-    def apply_update(self, scaler: torch.amp.GradScaler | None = None) -> str:
-        """End of a window: unscale, clip, check, step, zero the gradients.
+    def apply_update(
+        self, scaler: torch.amp.GradScaler | None = None
+    ) -> tuple[str, torch.Tensor | None]:
+        """End of a window: unscale, clip, check, step, zero the gradients (update.py).
 
         Args:
-            scaler: the fp16 GradScaler shared by the group, or None.
+            scaler: the fp16 GradScaler shared by the protocol, or None.
 
         Returns:
-            ``"updated"``; ``"nonfinite"`` when the gradient norm was inf/NaN (the update is
-            skipped and the LR clock does not advance); ``"no_grad"`` when none of its
-            parameters received a gradient (nothing is done, the scaler is not touched).
+            ``(outcome, grad_norm)``: ``"updated"``; ``"nonfinite"`` when the gradient norm
+            was inf/NaN (the update is skipped and the LR clock does not advance);
+            ``"no_grad"`` when none of its parameters received a gradient (nothing is done).
         """
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if not grads:
-            return NO_GRAD
-        if scaler is not None:
-            scaler.unscale_(self.optimizer)  # its own gradients only, before clipping them
-        if self.grad_clip > 0:
-            with_grad = [p for p in self.params if p.grad is not None]
-            norm = nn.utils.clip_grad_norm_(with_grad, self.grad_clip, self.grad_norm_type)
-        else:
-            norm = nn.utils.get_total_norm(grads, self.grad_norm_type)
-        if not torch.isfinite(norm):
-            self.skipped_updates += 1
-            self.zero_grad()
-            return NONFINITE
         next_step = self.real_step + 1
-        self._set_lr(self.ft_factor * self.update_lr(next_step))
-        if scaler is not None:
-            scaler.step(self.optimizer)
-        else:
+
+        def step() -> None:
+            self._set_lr(self.ft_factor * self.update_lr(next_step))
             self.optimizer.step()
-        self.real_step = next_step
-        self.zero_grad()
-        return UPDATED
+
+        outcome, norm = apply_update(
+            self.optimizer,
+            self.params,
+            step=step,
+            scaler=scaler,
+            max_norm=self.grad_clip,
+            norm_type=self.grad_norm_type,
+        )
+        if outcome == UPDATED:
+            self.real_step = next_step
+        elif outcome == NONFINITE:
+            self.skipped_updates += 1
+        return outcome, norm
 
     def is_due(self, step_num: int) -> bool:
         """Whether micro-step ``step_num`` (from 1) belongs to a window this one updates in."""
@@ -315,7 +304,7 @@ class OptimScheduler:
         (scaler.scale(loss) if scaler is not None else loss).backward(inputs=self.params)
         if step_num % self.accum_grad != 0:
             return None
-        outcome = self.apply_update(scaler)
+        outcome, _ = self.apply_update(scaler)
         if scaler is not None and outcome != NO_GRAD:
             scaler.update()
         return outcome

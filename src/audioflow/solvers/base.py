@@ -1,17 +1,29 @@
 """StandardSolver: the training loop every audioflow task solver builds on.
 
 A task solver defines ``build_model``, ``build_dataloaders``, ``run_step``, ``evaluate``
-and ``generate`` (the API of AudioCraft's TRAINING.md); the base owns epochs, stages,
-checkpoints, resume, best state, EMA, distributed training and logging.
+and ``generate`` (the API of AudioCraft's TRAINING.md); this class owns epochs, stages,
+checkpoints, resume, best state, EMA, distributed training and logging. Read it top-down:
+
+- ``run()``: every epoch up to ``optim.epochs``, resuming where the XP stopped;
+  ``run_stage(stage, epoch)``: one stage from what is on disk (the workflow's entry);
+- ``run_epoch(epoch)``: the one epoch body (train, valid, evaluate, generate);
+- ``commit(stage, metrics)``: the one place a finished stage is recorded, in a fixed
+  order: checkpoint (train) or best state (valid), then history and marker, then old
+  checkpoints are pruned;
+- the train pass: ``common_train_valid`` -> ``_train_step`` (one micro-batch through the
+  optimizer protocol, audioflow.optim) -> ``_after_update`` (NaN policy, EMA);
+- state: everything checkpointed is registered (``register_stateful``), the loop counters
+  included (:class:`~audioflow.solvers.state.LoopState`); the trained epochs are read from
+  the history.
+
 An epoch is exactly ``optim.updates_per_epoch`` updates. See docs/solvers.md.
 """
 
 from __future__ import annotations
 
+import math
 import time
-import types
 from abc import ABC, abstractmethod
-from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +31,12 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from audioflow.config import layout
 from audioflow.config.xp import current_xp
 
-from . import checkpoint, distrib, logs, rng
-from .loop import LoopMixin
-from .state import StateMixin
+from . import checkpoint, distrib, history, logs, rng
+from .batches import batch_items, loader_length, train_batches
+from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,11 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive updates had a non-finite loss (``optim.max_nonfinite``)."""
 
 
-class StandardSolver(StateMixin, LoopMixin, ABC):
+class NonFiniteStageError(RuntimeError):
+    """A stage ended with non-finite weights or metrics: it is not recorded as done."""
+
+
+class StandardSolver(ABC):
     """Base solver: subclass it, define the abstract methods, register your state.
 
     Args:
@@ -55,19 +72,23 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
 
     Attributes:
         cfg, xp, folder, device, rank, world_size, logger: the run's context.
-        epoch: the epoch being run (from 1). current_stage: the running stage's name.
+        epoch: the epoch of the stage being run (from 1). current_stage: its name.
         dataloaders: stage name -> loader, set by ``build_dataloaders``.
+        protocol: the optimizer protocol (audioflow.optim.OptimProtocol) every update goes
+            through; ``optim_sches`` is the same object when ``optim_sches`` is configured.
+        loop, history, best: the loop counters, the finished stages' metrics per epoch,
+            the best state; all three registered, hence checkpointed.
     """
 
-    # AudioCraft-style solvers only: check every gradient before each optimizer step and
-    # skip the step when one is not finite. It reads all gradients once per update (0.1-0.3
-    # ms per million parameters on one CPU core, microseconds on a GPU). A solver may set
-    # it False to save that time; the NaN policy is then off for it.
-    check_finite_grads: bool = True
     # DDP's find_unused_parameters for the registered modules it wraps: set True when a
     # step may leave some of a module's parameters out of the loss (e.g. a discriminator
-    # trained every other step); it costs an extra graph traversal per backward.
+    # trained every other step); it costs an extra graph traversal per backward. With named
+    # losses, parameters used outside DDP's forward (a submodule called through .module)
+    # work with both settings.
     ddp_find_unused_parameters: bool = False
+    # How each metric reduces over processes: "mean" (default, weighted by the items each
+    # process saw) or "sum" (counts: files written, errors).
+    metric_reductions: dict[str, str] = {}
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
@@ -80,7 +101,6 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
             self.folder, self.rank, self._select("logging.level", "INFO")
         )
         torch.set_num_threads(int(self._select("num_threads", 1)))
-        self._init_state()
         self.settings = LoopSettings(
             epochs=int(cfg.optim.epochs),
             updates_per_epoch=int(cfg.optim.updates_per_epoch),
@@ -92,16 +112,18 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
             ema_every=max(1, int(self._select("optim.ema.updates", 1))),
             max_nonfinite=int(self._select("optim.max_nonfinite", 10)),
         )
-        self.epoch = 0  # no epoch started yet
+        self.stateful = StateManager(self)
+        self.loop = LoopState()
+        self.history: list[dict] = []
+        self.best = BestState()
+        self.register_stateful("loop", "history", "best")
+        self.epoch = 0  # no stage run yet
         self.current_stage: str | None = None
         self.dataloaders: dict = {}
         self.ema = None
+        self.protocol = None
         self.optim_sches = None
-        self._updates_done = 0  # updates done in self.epoch
-        self._micro_done = 0  # micro-batches done in self.epoch (accum_grad per update)
-        self._epoch_done = True
-        self._nonfinite = 0
-        self._skipped_step = False
+        self._stage_weight = 1.0
         self._monitor = None
         self._clock = time.perf_counter
         self._train_avg = logs.Averager()
@@ -110,12 +132,15 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
         )
         rng.seed_all(int(cfg.seed))
         self.build_model()
-        self._build_optim_sches()
-        for name in self._stateful:  # DDP: gradients averaged over ranks in backward
+        self._build_protocol()
+        self._ddp_modules = []
+        for name in self.stateful.stateful:  # DDP: gradients averaged over ranks in backward
             module = getattr(self, name)
             if isinstance(module, torch.nn.Module):
                 wrapped = distrib.wrap(module, self.device, self.ddp_find_unused_parameters)
                 setattr(self, name, wrapped)
+                if isinstance(wrapped, DDP):
+                    self._ddp_modules.append(wrapped)
         self._build_ema()
         self.build_dataloaders()
         self.logger.info(
@@ -126,7 +151,7 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
             self.device,
         )
 
-    # -- to define in a task solver -----------------------------------------------------
+    # -- to define in a task solver -----------------------------------------------------------
     @abstractmethod
     def build_model(self) -> None:
         """Create the model(s) and optimizer(s); register them (``register_stateful`` ...)."""
@@ -140,8 +165,9 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
         """One train or valid step on a batch; returns the step's metrics (losses).
 
         AudioCraft style: on train, compute the loss, ``backward()`` and step
-        ``self.optimizer`` yourself. OptimScheduler style (``optim_sches`` set): return the
-        named losses; the base runs backward and the optimizer steps.
+        ``self.optimizer`` yourself (built with ``audioflow.optim.build_optimizer``).
+        Named losses (``optim_sches`` set): return them; the base back-propagates them and
+        steps the OptimSchedulers. Both go through ``self.protocol``.
         """
 
     @abstractmethod
@@ -164,7 +190,593 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
         """Valid stage: one pass over the valid loader, EMA weights when EMA is on."""
         return self.common_train_valid("valid")
 
-    # -- context ---------------------------------------------------------------------------
+    # -- registration (called from build_model) -----------------------------------------------
+    def register_stateful(self, *names: str) -> None:
+        """Save and restore these attributes (anything with state_dict/load_state_dict)."""
+        self.stateful.register(*names)
+
+    def register_best(self, *names: str) -> None:
+        """Keep the state of these attributes at the best valid metric (used by evaluate)."""
+        self.stateful.best.extend(n for n in names if n not in self.stateful.best)
+
+    def register_ema(self, *names: str) -> None:
+        """Average these modules' weights (when ``optim.ema.use``); valid runs on the average."""
+        self.stateful.ema.extend(n for n in names if n not in self.stateful.ema)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()`` through the optimizer protocol (needed for precision=fp16)."""
+        self.protocol.backward(loss)
+
+    def sample_generator(self, index: int) -> torch.Generator:
+        """A generator for the random draws of one sample (augmentation, noise).
+
+        Keyed by (seed, stage, epoch, sample index), so a sample gets the same draws
+        whatever the number of processes and whichever process sees it.
+        """
+        key = (self.current_stage, self.epoch, int(index))
+        return rng.sample_generator(self.settings.seed, *key, device=self.device)
+
+    # -- the whole loop and one stage ---------------------------------------------------------
+    def run(self) -> None:
+        """Run every stage of every epoch up to ``optim.epochs``, resuming where it stopped."""
+        self.restore()
+        # Stage runs keep the best state in best.th only; without it the first valid here
+        # would take any epoch for the best.
+        self._load_best_file()
+        trained = self.trained_epochs
+        for epoch in range(1, trained + 1):
+            self._ensure_train_marker(epoch)  # a kill between a checkpoint and its marker
+            entry = self._entry(epoch)
+            for stage in layout.STAGES[1:]:  # stages done since that checkpoint was written
+                done = entry.get(stage) or history.read_marker(self.folder, stage, epoch)
+                if done is not None:
+                    entry[stage] = done
+        # the latest trained epoch may still miss a stage (killed during valid/evaluate)
+        first = trained if trained and self.loop.micro == 0 and self._missing(trained) else None
+        for epoch in range(first or trained + 1, self.settings.epochs + 1):
+            self.run_epoch(epoch)
+        self.tensorboard.close()
+
+    def run_stage(self, stage: str, epoch: int) -> dict:
+        """Run exactly one stage of one epoch from what is on disk (the workflow's entry).
+
+        ``train``: from the latest checkpoint through the end of epoch ``epoch`` (a no-op
+        when already there), writing ``checkpoint_<e>.th`` for each epoch trained.
+        ``valid``: the weights of ``checkpoint_<epoch>.th`` (EMA when on), updates best.
+        ``evaluate``/``generate``: the best state.
+
+        Returns:
+            The stage's metrics (also in ``stages/<stage>_<epoch>.json``).
+
+        Raises:
+            ValueError: unknown stage or epoch < 1.
+            CheckpointError: the checkpoint or best state the stage needs is missing.
+        """
+        if stage not in layout.STAGES or int(epoch) < 1:
+            raise ValueError(
+                f"--stage {stage} --epoch {epoch}: stage must be one of {layout.STAGES}"
+            )
+        epoch = int(epoch)
+        if stage == "train":
+            self.restore()
+            metrics = self._train_through(epoch, epoch_files=True)
+        elif stage == "valid":
+            path = checkpoint.epoch_path(self.folder, epoch)
+            payload = checkpoint.load(path, sig=self.xp.sig, kind="checkpoint")
+            self.stateful.load_state_dict(payload["state"])
+            self._load_best_file()
+            metrics = self._run_valid(epoch)
+        else:
+            if not self._load_best_file():
+                best = self.folder / layout.BEST_CHECKPOINT
+                raise checkpoint.CheckpointError(
+                    f"{best}: no best state yet; run --stage valid first"
+                )
+            if self.best.epoch is not None and self.best.epoch > epoch:
+                # e.g. generate.every turned on after later epochs were validated: the best
+                # state as of this epoch is gone, the stage runs on today's.
+                self.logger.warning(
+                    "%s epoch %d runs on the best state of epoch %d (validated later)",
+                    stage,
+                    epoch,
+                    self.best.epoch,
+                )
+            metrics = self._run_on_best(stage, epoch)
+        self.tensorboard.close()
+        return metrics
+
+    def run_epoch(self, epoch: int) -> dict:
+        """The epoch body: train it (unless done), then each due stage not yet done.
+
+        Returns:
+            ``{"epoch": E, stage: metrics, ...}`` for the stages of this epoch.
+        """
+        every = int(self.cfg.checkpoint.save_every)
+        numbered = every > 0 and (epoch % every == 0 or epoch == self.settings.epochs)
+        entry = {"epoch": epoch, "train": self._train_through(epoch, epoch_files=numbered)}
+        recorded = self._entry(epoch)
+        for stage in layout.STAGES[1:]:
+            done = recorded.get(stage)  # run() read the markers of epochs trained before
+            if done is not None:
+                entry[stage] = done
+            elif self._due(stage, epoch):
+                if stage == "valid":
+                    entry[stage] = self._run_valid(epoch)
+                else:
+                    entry[stage] = self._run_on_best(stage, epoch)
+        return entry
+
+    def commit(self, stage: str, metrics: dict, *, epoch_file: bool = False) -> None:
+        """Record a finished stage of ``self.epoch``; the order is the crash contract.
+
+        1. refuse non-finite metrics (a stage that produced them is not done);
+        2. the state the marker stands for: the checkpoint after train (the epoch's
+           ``checkpoint_<E>.th`` when ``epoch_file``, then ``checkpoint.th``); best.th was
+           written by the valid stage itself;
+        3. ``history.json``, then the marker ``stages/<stage>_<E>.json`` (rank 0);
+        4. prune epoch checkpoints that no stage needs any more (``checkpoint.keep_last``).
+
+        Raises:
+            NonFiniteStageError: a metric is NaN or infinite.
+        """
+        bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
+        if bad:
+            raise NonFiniteStageError(
+                f"{stage} epoch {self.epoch}: non-finite metrics {bad}; the stage is not "
+                "recorded as done (lower optim.lr, check the data, or use precision=fp32)"
+            )
+        self._entry(self.epoch)[stage] = metrics
+        if stage == "train":
+            self.loop = LoopState()  # the epoch is done: the next one starts from zero
+            self._train_avg = logs.Averager()
+            self.save_checkpoint(epoch_file=epoch_file)
+        if self.is_rank_zero:
+            history.finish_stage(self.folder, stage, self.epoch, metrics)
+            checkpoint.keep_last(self.folder, int(self.cfg.checkpoint.keep_last), self.logger)
+
+    # -- the stages ---------------------------------------------------------------------------
+    def _train_through(self, epoch: int, epoch_files: bool) -> dict:
+        """Train every epoch not trained yet, through ``epoch``; returns its train metrics."""
+        for e in range(self.trained_epochs + 1, epoch + 1):
+            self.epoch = e
+            metrics = self._run("train", lambda: self._reduce(self.train()))
+            # every rank took the same skip decisions (the gradients are all-reduced)
+            metrics["skipped_updates"] = float(self.loop.skipped)
+            self._check_finite_weights()
+            self.commit("train", metrics, epoch_file=epoch_files)
+        self.epoch = epoch
+        return self._ensure_train_marker(epoch)
+
+    def _run_valid(self, epoch: int) -> dict:
+        def body():
+            with rng.isolated(rng.derive_seed(self.settings.seed, "valid", epoch)):
+                with self.swap_ema_state():
+                    metrics = self._reduce(self.valid())
+                    self._update_best(metrics)  # the weights being validated (EMA when on)
+            return metrics
+
+        self.epoch = epoch
+        metrics = self._run("valid", body)
+        self.commit("valid", metrics)
+        return metrics
+
+    def _run_on_best(self, stage: str, epoch: int) -> dict:
+        def body():
+            with rng.isolated(rng.derive_seed(self.settings.seed, stage, epoch)):
+                with self.swap_best_state(), torch.no_grad():
+                    self._set_mode(False)
+                    return self._reduce(getattr(self, stage)())
+
+        self.epoch = epoch
+        metrics = self._run(stage, body)
+        self.commit(stage, metrics)
+        return metrics
+
+    def _run(self, stage: str, fn) -> dict:
+        self.current_stage = stage
+        self._monitor = self._new_monitor(stage)
+        ok = False
+        try:
+            metrics = fn()
+            ok = True
+        finally:
+            if self._monitor is not None:
+                self._monitor.finish(ok)
+            self._monitor = None
+            self.current_stage = None
+        self.logger.info("%s epoch %d: %s", stage, self.epoch, logs.format_metrics(metrics))
+        if self.is_rank_zero:
+            self.tensorboard.add(stage, metrics, self.epoch)
+        return metrics
+
+    def _reduce(self, metrics: dict | None) -> dict:
+        """This process's stage metrics -> the run's (every rank gets the same values)."""
+        weight, self._stage_weight = self._stage_weight, 1.0
+        plain = {k: float(v) for k, v in (metrics or {}).items()}
+        return distrib.reduce_metrics(plain, weight, self.metric_reductions)
+
+    def _entry(self, epoch: int) -> dict:
+        """The history entry of ``epoch`` (created, in epoch order, when missing)."""
+        entry = next((h for h in self.history if h["epoch"] == epoch), None)
+        if entry is None:
+            entry = {"epoch": epoch}
+            self.history.append(entry)
+            self.history.sort(key=lambda h: h["epoch"])
+        return entry
+
+    def _ensure_train_marker(self, epoch: int) -> dict:
+        """The train marker of a trained epoch, written from the history when missing.
+
+        The checkpoint that says an epoch is done is written before its marker (the marker
+        tells the workflow checkpoint_<E>.th exists); a kill in between leaves the marker
+        to write on resume, from the metrics the checkpoint's history kept.
+        """
+        marker = history.read_marker(self.folder, "train", epoch)
+        if marker is None:
+            entry = next((h for h in self.history if h["epoch"] == epoch), {})
+            marker = entry.get("train", {})
+            if self.is_rank_zero:
+                history.finish_stage(self.folder, "train", epoch, marker)
+        return marker
+
+    def _due(self, stage: str, epoch: int) -> bool:
+        if stage in ("train", "valid"):
+            return True
+        every = int(self._select(f"{stage}.every", 1))
+        return epoch == self.settings.epochs or (every > 0 and epoch % every == 0)
+
+    def _missing(self, epoch: int) -> bool:
+        """Whether a due stage of ``epoch`` has no marker yet."""
+        return any(
+            self._due(s, epoch) and history.read_marker(self.folder, s, epoch) is None
+            for s in layout.STAGES
+        )
+
+    @property
+    def trained_epochs(self) -> int:
+        """The last epoch whose training finished (0 for none), from the history."""
+        return max((h["epoch"] for h in self.history if "train" in h), default=0)
+
+    # -- train / valid passes -----------------------------------------------------------------
+    def common_train_valid(self, stage: str) -> dict:
+        """Iterate the stage's loader through ``run_step`` and return the mean metrics.
+
+        Train: exactly ``updates_per_epoch * accum_grad`` batches (the loader is re-iterated
+        when shorter), resuming at the checkpointed batch. Valid: one pass, no gradients.
+        """
+        train = stage == "train"
+        if stage not in self.dataloaders:
+            raise KeyError(
+                f"{type(self).__name__}.build_dataloaders() set no {stage!r} loader in "
+                f"self.dataloaders (have: {', '.join(self.dataloaders) or 'none'})"
+            )
+        loader = self.dataloaders[stage]
+        self._set_mode(train)
+        if train:
+            total, start, avg = self._micro_per_epoch(), self.loop.micro, self._train_avg
+            batches = train_batches(loader, self.epoch, self.settings.seed, start, total)
+        else:
+            total, start, avg = loader_length(loader), 0, logs.Averager()
+            batches = enumerate(loader)
+        label = f"{stage} {self.epoch}/{self.settings.epochs}"
+        log_every = self.settings.log_updates
+        progress = logs.Progress(self.logger, label, total, start, log_every, self.is_rank_zero)
+        pending: list[dict] = []
+        items = 0
+        t_wait = self._clock()
+        try:
+            for idx, batch in batches:
+                t_step = self._clock()
+                if train:
+                    metrics, window = self._train_step(idx, batch)
+                    self.loop.micro += 1
+                else:
+                    with torch.no_grad(), self.protocol.autocast():
+                        metrics = _detached(self.run_step(idx, batch, {}))
+                    window = None
+                    items += batch_items(batch)
+                pending.append(metrics)
+                ended = not train or window is not None  # inside a window: keep collecting
+                if ended:
+                    for item in self._after_update(pending, window) if train else pending:
+                        avg.add(item)
+                    pending = []
+                    if train:
+                        self._maybe_save_mid_epoch()
+                shown = avg.result() if progress.due_next() else None
+                progress.step(shown)
+                if train and ended:
+                    # Monitors count every update; TensorBoard keeps the logging cadence.
+                    self._report_update(shown, metrics, window, t_step, t_wait, progress)
+                t_wait = self._clock()
+        finally:
+            progress.close()
+        # valid: a process's mean weighs by the items it saw (shards may be uneven)
+        self._stage_weight = float(items) if not train and items else 1.0
+        return avg.result()
+
+    def _train_step(self, idx: int, batch) -> tuple[dict, object]:
+        """One micro-batch through the optimizer protocol.
+
+        Returns:
+            ``(metrics, window)``: the step's metrics, detached (a window keeps no graph);
+            the window's :class:`~audioflow.optim.WindowResult` (its ``lr/<opt>`` and
+            ``grad_norm/<opt>`` go to the per-update reports), or None inside a window.
+        """
+        step_num = (self.epoch - 1) * self._micro_per_epoch() + self.loop.micro + 1
+        with self.protocol.micro_step(step_num, self._ddp_modules):
+            metrics = self.run_step(idx, batch, {}) or {}
+            if self.optim_sches is not None:
+                losses = {k: v for k, v in metrics.items() if v is None or torch.is_tensor(v)}
+                self.protocol.backward_losses(losses)
+        window = self.protocol.finish_micro_step()
+        return _detached(metrics), window
+
+    def _after_update(self, pending: list[dict], window) -> list[dict]:
+        """NaN policy and EMA after an update; returns the metrics its means keep.
+
+        A skip is per optimizer: when one optimizer's gradients are not finite only its
+        update is skipped; EMA and the metrics follow the optimizers that moved.
+
+        Raises:
+            NonFiniteLossError: an optimizer skipped more than ``optim.max_nonfinite``
+                consecutive updates.
+        """
+        self.loop.update += 1
+        skipped = window.skipped
+        streaks = self.loop.nonfinite
+        for name in window.outcomes:
+            streaks[name] = streaks.get(name, 0) + 1 if name in skipped else 0
+        if skipped:
+            self.loop.skipped += 1
+            self._warn_skipped(pending, window)
+        done = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
+        if window.moved and self.ema is not None and done % self.settings.ema_every == 0:
+            self.ema.step()  # on the global update index: the cadence spans epochs
+        if not skipped:
+            return pending
+        if not window.moved:
+            return []
+        return [{k: v for k, v in m.items() if not _is_nonfinite(v)} for m in pending]
+
+    def _warn_skipped(self, pending: list[dict], window) -> None:
+        if self._monitor is not None:
+            self._monitor.skipped_update()
+        bad = {k for m in pending for k, v in m.items() if _is_nonfinite(v)}
+        bad = sorted(k for k in bad if not k.startswith(("grad_norm/", "lr/")))
+        what = f"loss {', '.join(bad)}" if bad else "gradients"
+        names = window.skipped
+        if window.moved:  # some optimizers moved: name the ones that did not
+            what = f"{what} ({', '.join(names)})"
+        streak = max(self.loop.nonfinite[n] for n in names)
+        self.logger.warning(
+            "epoch %d update %d: non-finite %s, update skipped (%d in a row)",
+            self.epoch,
+            self.loop.update,
+            what,
+            streak,
+        )
+        limit = self.settings.max_nonfinite
+        if streak > limit:
+            raise NonFiniteLossError(
+                f"{streak} consecutive updates with non-finite {what} (epoch "
+                f"{self.epoch}, update {self.loop.update}) exceeds optim.max_nonfinite="
+                f"{limit}; lower optim.lr, check the data, or use precision=fp32"
+            )
+
+    def _report_update(self, shown, metrics, window, t_step, t_wait, progress) -> None:
+        """Per-update reports: the running means (TensorBoard, at the logging cadence) and
+        this update's metrics (monitors), each with this update's ``lr/<opt>`` and
+        ``grad_norm/<opt>``."""
+        step = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
+        monitor = self._monitor
+        active = monitor is not None and getattr(monitor, "active", True)
+        if not active and not (self.is_rank_zero and shown is not None):
+            return  # nothing reads this update: no host read of the grad norms
+        optim = logs.scalar_floats(window.metrics())
+        if self.is_rank_zero and shown is not None:
+            self.tensorboard.add("train_updates", {**shown, **optim}, step)
+        if active:
+            # plain floats, as the monitor expects (only an active monitor pays the host
+            # read, one per device rather than one per metric)
+            metrics = {**logs.scalar_floats(metrics), **optim}
+            monitor.update(
+                metrics,
+                window.lrs,
+                self.settings.batch_size * self.settings.accum_grad,
+                self._clock() - t_step,
+                t_step - t_wait,
+                progress.done / max(1, progress.total),
+                progress.eta(),
+            )
+
+    def _maybe_save_mid_epoch(self) -> None:
+        every = self.settings.save_every_updates
+        if every > 0 and self.loop.update % every == 0:
+            self.save_checkpoint(epoch_file=False)
+
+    def _micro_per_epoch(self) -> int:
+        return self.settings.updates_per_epoch * self.settings.accum_grad
+
+    def _set_mode(self, train: bool) -> None:
+        for name in self.stateful.stateful:
+            module = getattr(self, name)
+            if isinstance(module, torch.nn.Module):
+                module.train(train)
+
+    def _check_finite_weights(self) -> None:
+        """Refuse to record an epoch whose trained weights hold NaN or inf.
+
+        Raises:
+            NonFiniteStageError: naming the module and tensor.
+        """
+        bad = self.stateful.nonfinite_tensor()
+        if bad is not None:
+            raise NonFiniteStageError(
+                f"train epoch {self.epoch}: {bad} holds non-finite values; the epoch is not "
+                "recorded as done (lower optim.lr, check the data, or use precision=fp32)"
+            )
+
+    # -- checkpoints, resume, best state ------------------------------------------------------
+    def restore(self) -> bool:
+        """Resume from the latest checkpoint, else start from ``continue_from`` if set.
+
+        Returns:
+            True when a checkpoint of this XP was loaded.
+        """
+        payload = checkpoint.load_latest(self.folder, self.xp.sig, self.logger)
+        if payload is None:
+            source = self._select("continue_from")
+            if source:
+                self._continue_from(str(source))
+            return False
+        self.stateful.load_state_dict(payload["state"])
+        mine = payload
+        per_rank = payload.get("per_rank")
+        if per_rank and len(per_rank) == self.world_size:
+            mine = per_rank[self.rank]  # same world size: this rank's own state
+        self._train_avg.load_state_dict(mine["train_metrics"], self.device)
+        rng.set_state(mine["rng"])
+        epoch, update, done = self.trained_epochs + 1, self.loop.update, ""
+        if self.loop.micro == 0 and epoch > 1:  # between epochs: the last one is done
+            epoch, update, done = epoch - 1, self.settings.updates_per_epoch, " (epoch done)"
+        self.logger.info("resumed at epoch %d, update %d%s", epoch, update, done)
+        return True
+
+    def save_checkpoint(self, epoch_file: bool = False) -> None:
+        """Write ``checkpoint.th`` (and ``checkpoint_<epoch>.th``) on rank 0, atomically."""
+        mine = {"train_metrics": self._train_avg.state_dict(), "rng": rng.get_state()}
+        per_rank = distrib.all_gather_objects(mine) if self.world_size > 1 else None
+        if self.is_rank_zero:
+            t0 = self._clock()
+            payload = {"kind": "checkpoint", "sig": self.xp.sig, "state": self.state_dict()}
+            payload.update(mine)
+            if per_rank is not None:
+                # Each rank's own running train means and RNG streams (ranks see other
+                # batches, and may draw other amounts of random numbers).
+                payload["per_rank"] = per_rank
+            if epoch_file:
+                checkpoint.save(payload, checkpoint.epoch_path(self.folder, self.epoch))
+            checkpoint.save(payload, self.folder / layout.LATEST_CHECKPOINT)
+            seconds = self._clock() - t0
+            self.logger.debug("checkpoint written in %.3fs", seconds)
+            if self._monitor is not None:
+                self._monitor.checkpoint_written(seconds)
+        distrib.barrier()
+
+    def state_dict(self) -> dict:
+        """``{name: state}`` of every registered attribute."""
+        return self.stateful.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Load what :meth:`state_dict` returned (missing names are an error)."""
+        self.stateful.load_state_dict(state)
+
+    def _best_metric_name(self) -> str | None:
+        configured = self.cfg.best.metric if "best" in self.cfg else None
+        return configured or self.best_metric()
+
+    def _update_best(self, metrics: dict) -> bool:
+        """Keep the current weights as best if ``metrics`` beat the best so far."""
+        name = self._best_metric_name()
+        if name is None:
+            value = None  # no metric: the latest validated state is the best one
+        elif name not in metrics:
+            from audioflow.config.errors import ConfigError
+
+            raise ConfigError(
+                f"best.metric={name!r} is not a valid metric (have: {', '.join(metrics)}); "
+                "set best.metric or best_metric() to one of them"
+            )
+        else:
+            value = float(metrics[name])
+        if value is not None and not math.isfinite(value):
+            # every comparison with NaN is False: taken as best, it would lock the best state
+            self.logger.warning(
+                "epoch %d: valid %s=%s is not finite; it cannot become the best state",
+                self.epoch,
+                name,
+                value,
+            )
+            return False
+        lower = bool(self.cfg.best.lower_is_better) if "best" in self.cfg else True
+        if not self.best.beaten_by(value, lower):
+            return False
+        self.best = BestState(self.stateful.snapshot(self.stateful.best), value, self.epoch)
+        if self.is_rank_zero:
+            self.best.save(self.folder, self.xp.sig, name, metrics)
+        return True
+
+    def _load_best_file(self) -> bool:
+        """Read best.th into ``best`` (stage runs); False when there is none yet."""
+        found = BestState.load(self.folder, self.xp.sig)
+        if found is not None:
+            self.best = found
+        return found is not None
+
+    def swap_best_state(self):
+        """Run a block with the best state loaded (no-op before the first valid)."""
+        return self.stateful.swapped(self.best.state or {})
+
+    def swap_ema_state(self):
+        """Run a block with the EMA weights loaded (no-op when EMA is off)."""
+        return self.stateful.swapped({} if self.ema is None else self.ema.state_dict()["state"])
+
+    def _continue_from(self, source: str) -> None:
+        """Load another XP's best state (SIG, checkpoint file, package folder) into this one."""
+        from audioflow.config import xp_root
+
+        path = continue_from_path(source, xp_root)
+        states = weights_from(path, self.stateful.best)
+        for name, state in states.items():
+            self.stateful.get(name).load_state_dict(state)
+        if self.ema is not None:
+            self.ema = type(self.ema)(self.stateful.modules(self.stateful.ema), self.ema.decay)
+        self.logger.info("continue_from=%s: loaded %s from %s", source, ", ".join(states), path)
+
+    # -- construction helpers -----------------------------------------------------------------
+    def _build_protocol(self) -> None:
+        """The optimizer protocol: over ``optim_sches``, or adopting the solver's optimizers
+        (``self.optimizer`` is reported as ``main``, others under their attribute names)."""
+        from audioflow.optim import build_solver_protocol
+
+        names = dict.fromkeys([*self.stateful.stateful, *vars(self)])
+        self.protocol, plain = build_solver_protocol(
+            self.cfg, {n: getattr(self, n, None) for n in names}, self.world_size, self.device
+        )
+        if self._select("optim_sches") is not None:
+            self.optim_sches = self.protocol
+        for attr in plain:
+            self.logger.warning(
+                "self.%s is a plain torch optimizer: it gets no NaN policy, clipping or "
+                "ft_factor; build it with audioflow.optim.build_optimizer",
+                attr,
+            )
+        self.register_stateful("protocol")
+
+    def _build_ema(self) -> None:
+        if not self.stateful.ema or not bool(self._select("optim.ema.use", False)):
+            return
+        from audioflow.optim.ema import ModuleDictEMA
+
+        decay = float(self.cfg.optim.ema.decay)
+        self.ema = ModuleDictEMA(self.stateful.modules(self.stateful.ema), decay)
+        self.register_stateful("ema")
+
+    def _new_monitor(self, stage: str):
+        try:
+            from audioflow.monitoring.stage import StageMonitor
+        except ImportError:  # monitoring not installed: train without live metrics
+            return None
+        port = int(self._select("monitoring.port", 0))
+        monitor = StageMonitor(
+            self.xp.sig, stage, self.rank, port, self._select("monitoring.pushgateway")
+        )
+        monitor.start()
+        monitor.set_epoch(self.epoch)
+        return monitor
+
+    # -- context ------------------------------------------------------------------------------
     @property
     def is_rank_zero(self) -> bool:
         return self.rank == 0
@@ -192,183 +804,26 @@ class StandardSolver(StateMixin, LoopMixin, ABC):
     @property
     def samples_folder(self) -> Path:
         """``<xp>/<generate.path>/epoch_<E>/`` where the generate stage writes."""
-        return self.folder / str(self._select("generate.path", "samples")) / f"epoch_{self.epoch}"
+        name = str(self._select("generate.path", layout.SAMPLES_DIR))
+        return self.folder / name / f"epoch_{self.epoch}"
+
+    def _get(self, name: str):
+        return self.stateful.get(name)
 
     def _select(self, key: str, default=None):
         value = OmegaConf.select(self.cfg, key, default=default)
         return default if value is None else value
 
-    # -- construction helpers --------------------------------------------------------------
-    def _build_optim_sches(self) -> None:
-        optim = self.cfg.optim
-        if self._select("optim_sches") is None:
-            from audioflow.config.errors import ConfigError
 
-            if int(optim.accum_grad) != 1:
-                raise ConfigError(
-                    f"optim.accum_grad={optim.accum_grad} needs optim_sches (the base then "
-                    "accumulates); with a single optimizer set optim.accum_grad=1"
-                )
-            precision = str(self._select("optim.precision", "fp32"))
-            if precision != "fp32":
-                raise ConfigError(
-                    f"optim.precision={precision} needs optim_sches (they run autocast and "
-                    "the GradScaler); with a single optimizer set optim.precision=fp32"
-                )
-            from audioflow.optim.ft_factor import scale_lrs
-
-            # ft_factor scales the LR, as OptimSchedulers do, including what a torch
-            # LRScheduler built in build_model recomputes it from (registered or not)
-            registered = [getattr(self, name) for name in self._stateful]
-            candidates = [*registered, *vars(self).values()]
-            scale_lrs(registered, candidates, self._select("optim.ft_factor", 1.0))
-            return
-        from audioflow.optim import build_optim_sches
-
-        model = getattr(self, "model", None)
-        if model is None:
-            raise AttributeError("optim_sches needs build_model() to set self.model")
-        self.optim_sches = build_optim_sches(
-            self.cfg.optim_sches,
-            model,
-            distributed=self.world_size > 1,
-            accum_grad=int(optim.accum_grad),
-            precision=str(optim.precision),
-            ft_factor=float(optim.ft_factor),
-        )
-        self.register_stateful("optim_sches")
-
-    def _build_ema(self) -> None:
-        if not self._ema_names or not bool(self._select("optim.ema.use", False)):
-            return
-        from audioflow.optim.ema import ModuleDictEMA
-
-        decay = float(self.cfg.optim.ema.decay)
-        self.ema = ModuleDictEMA(self._modules(self._ema_names), decay)
-        self.register_stateful("ema")
-
-    def _guard_optimizers(self) -> None:
-        """Make each registered optimizer skip its step when a gradient is not finite.
-
-        AudioCraft-style solvers step their optimizer inside ``run_step``; this guard is
-        what lets the base apply the NaN policy without changing their code.
-        """
-        for name in self._stateful if self.check_finite_grads else []:
-            opt = getattr(self, name)
-            if not isinstance(opt, torch.optim.Optimizer) or getattr(opt, "_af_guard", False):
-                continue
-            original = opt.step
-            params = [p for g in opt.param_groups for p in g["params"]]
-            one_device = len({p.device for p in params}) == 1
-            # torch LRSchedulers mark the step they wrap to check the call order; a
-            # scheduler built in build_model already wrapped `original`
-            tracked = hasattr(original, "_wrapped_by_lr_sched")
-
-            def guarded(_opt, *args, _step=original, _params=params, _one=one_device, **kw):
-                grads = [p.grad for p in _params if p.grad is not None]
-                if grads and not _all_finite(grads, _one):
-                    _opt.zero_grad(set_to_none=True)
-                    self._skipped_step = True
-                    # what a torch LRScheduler's wrapper records: step() was called, in
-                    # order (else its next step warns it came before optimizer.step())
-                    _opt._opt_called = True
-                    return None
-                return _step(*args, **kw)
-
-            if tracked:  # else torch would warn that optimizer.step() was overridden
-                guarded._wrapped_by_lr_sched = True
-            # a bound method, as torch expects when a scheduler built later wraps it
-            opt.step = types.MethodType(guarded, opt)
-            opt._af_guard = True
-
-    # -- one train micro-step -------------------------------------------------------------------
-    def _train_step(self, idx: int, batch) -> tuple[dict, bool, bool]:
-        """Run one micro-batch; returns (metrics, window_ended, skipped_nonfinite)."""
-        if self.optim_sches is None:
-            self._skipped_step = False
-            metrics = self.run_step(idx, batch, {})
-            return metrics, True, self._skipped_step
-        group = self.optim_sches
-        step_num = (self.epoch - 1) * self._micro_per_epoch() + self._micro_done + 1
-        model = getattr(self, "model", None)
-        last = group.is_last_micro_step(step_num)
-        with ExitStack() as stack:
-            stack.enter_context(group.accumulate(model, step_num))
-            for name in self._stateful:  # other DDP modules skip the all-reduce like the model
-                other = getattr(self, name)
-                if other is not model and isinstance(other, DDP) and not last:
-                    stack.enter_context(other.no_sync())
-            with group.autocast():
-                metrics = self.run_step(idx, batch, {})
-            losses = {k: v for k, v in metrics.items() if torch.is_tensor(v)}
-            info = group.step(losses, step_num)
-        # a window's end is an update of the epoch even when it was skipped (non-finite)
-        return metrics, last, bool(info["skipped_nonfinite"])
-
-    def _after_update(self, metrics: dict, skipped: bool) -> None:
-        """EMA and NaN policy after an update."""
-        if skipped:
-            self._nonfinite += 1
-            if self._monitor is not None:
-                self._monitor.skipped_update()
-            limit = self.settings.max_nonfinite
-            bad = [k for k, v in metrics.items() if _is_nonfinite(v)]
-            what = f"loss {', '.join(bad)}" if bad else "gradients"
-            self.logger.warning(
-                "epoch %d update %d: non-finite %s, update skipped (%d in a row)",
-                self.epoch,
-                self._updates_done,
-                what,
-                self._nonfinite,
-            )
-            if self._nonfinite > limit:
-                raise NonFiniteLossError(
-                    f"{self._nonfinite} consecutive updates with non-finite {what} (epoch "
-                    f"{self.epoch}, update {self._updates_done}) exceeds optim.max_nonfinite="
-                    f"{limit}; lower optim.lr, check the data, or use precision=fp32"
-                )
-            return
-        self._nonfinite = 0
-        # the global update index: a per-epoch count would restart the cadence every epoch
-        done = (self.epoch - 1) * self.settings.updates_per_epoch + self._updates_done
-        if self.ema is not None and done % self.settings.ema_every == 0:
-            self.ema.step()
-
-    def _micro_per_epoch(self) -> int:
-        return self.settings.updates_per_epoch * self.settings.accum_grad
-
-    def _autocast(self):
-        return self.optim_sches.autocast() if self.optim_sches is not None else nullcontext()
-
-    def _new_monitor(self, stage: str):
-        try:
-            from audioflow.monitoring.stage import StageMonitor
-        except ImportError:  # monitoring not installed: train without live metrics
-            return None
-        port = int(self._select("monitoring.port", 0))
-        monitor = StageMonitor(
-            self.xp.sig, stage, self.rank, port, self._select("monitoring.pushgateway")
-        )
-        monitor.start()
-        monitor.set_epoch(self.epoch)
-        return monitor
-
-    def _load_epoch_checkpoint(self, epoch: int) -> None:
-        path = checkpoint.epoch_path(self.folder, epoch)
-        payload = checkpoint.load(path, sig=self.xp.sig, kind="checkpoint")
-        self._load_payload(payload, restore_rng=False)
-
-
-def _all_finite(grads: list[torch.Tensor], one_device: bool) -> bool:
-    """Whether every gradient is finite (one read of each, one host sync)."""
-    if any(g.is_sparse for g in grads):
-        return all(bool(torch.isfinite(g.coalesce().values()).all()) for g in grads)
-    if one_device:  # foreach: one kernel launch per dtype instead of one per tensor
-        return bool(torch.stack(torch._foreach_norm(grads)).isfinite().all())
-    return bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+def _detached(metrics: dict | None) -> dict:
+    """Metrics to keep: tensors detached (no graph outlives its step), None dropped."""
+    return {
+        k: v.detach() if torch.is_tensor(v) else v for k, v in (metrics or {}).items()
+        if v is not None
+    }  # fmt: skip
 
 
 def _is_nonfinite(value) -> bool:
     if torch.is_tensor(value):
-        return value.numel() == 1 and not bool(torch.isfinite(value.detach()).all())
-    return isinstance(value, float) and not (value == value and abs(value) != float("inf"))
+        return value.numel() == 1 and not bool(torch.isfinite(value).all())
+    return isinstance(value, float) and not math.isfinite(value)

@@ -24,6 +24,7 @@ from audioflow.losses.adversarial import (
 from audioflow.losses.codec import ReconstructionLoss
 from audioflow.metrics.codec import MelDistance, audible, si_snr, si_snr_items
 from audioflow.models.builders import build_compression_model, build_discriminator
+from audioflow.models.package import codec_weights
 from audioflow.solvers import compression_samples as samples
 from audioflow.solvers.base import StandardSolver
 
@@ -32,7 +33,7 @@ ADVERSARIAL = ("adv", "feat")
 
 def codec_state_dict(state: dict) -> dict:
     """The codec's weights out of the solver model's state (the discriminator left out)."""
-    return {k: v for k, v in state.items() if not k.startswith("discriminator.")}
+    return codec_weights(state)
 
 
 def _source_label(name: str, info: dict) -> str:
@@ -42,6 +43,16 @@ def _source_label(name: str, info: dict) -> str:
     from pathlib import Path
 
     return f"{name} ({Path(info['path']).name} @ {float(info.get('seek_time', 0.0)):.2f} s)"
+
+
+def _mean_scores(rows: list[dict], columns: list[str]) -> dict:
+    """Mean of each score over the rendered rows, per column."""
+    out = {}
+    for column in columns:
+        values = [row["scores"][column] for row in rows if column in row.get("scores", {})]
+        if values:
+            out[column] = {k: sum(v[k] for v in values) / len(values) for k in values[0]}
+    return out
 
 
 class _CodecOnly:
@@ -128,11 +139,9 @@ class CompressionSolver(StandardSolver):
             terms.update(adv_terms)
             metrics["disc_loss"] = disc_loss
         if self.is_training and self.optim_sches is None:
+            # the optimizer protocol clips to optim.max_norm and applies the NaN policy
             self.optimizer.zero_grad(set_to_none=True)
-            gen_loss.backward()
-            max_norm = float(self.cfg.optim.max_norm)
-            if max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            self.backward(gen_loss)
             self.optimizer.step()
         # the OptimSchedulers need the graph of gen_loss; everywhere else it is only reported
         keep_graph = self.is_training and self.optim_sches is not None
@@ -226,21 +235,32 @@ class CompressionSolver(StandardSolver):
         return metrics
 
     def generate(self) -> dict:
-        """Write originals and reconstructions per bandwidth under ``samples/epoch_<E>/``."""
+        """Write originals, reconstructions per bandwidth and Opus at the matching bitrate
+        under ``samples/epoch_<E>/``, with an index page (see compression_samples)."""
+        from audioflow.metrics import opus
         from audioflow.solvers import distrib
 
         codec, sr = self.codec, int(self.cfg.sample_rate)
         counts = self._codebook_counts("generate.bandwidths")
         limit = int(OmegaConf.select(self.cfg, "generate.max_files", default=4) or 4)
+        min_active = float(OmegaConf.select(self.cfg, "generate.min_active", default=0.5))
+        with_opus = bool(OmegaConf.select(self.cfg, "generate.opus", default=True))
+        with_opus = with_opus and opus.available() and codec.channels == 1
         folder = self.samples_folder
         folder.mkdir(parents=True, exist_ok=True)
-        rows, written = [], 0
+        rows, written, skipped = [], 0, 0
         for batch in self.dataloaders.get("generate", self.dataloaders["evaluate"]):
             x = self._audio(batch).to(self.device)
             infos = batch[1] if isinstance(batch, tuple | list) else [{}] * x.shape[0]
-            for i in range(min(x.shape[0], limit - written)):
+            for i in range(x.shape[0]):
+                if written >= limit:
+                    break
+                # a clip that is mostly silence says nothing by ear and scores -60 dB
+                if samples.active_fraction(x[i], sr) < min_active:
+                    skipped += 1
+                    continue
                 name = f"r{self.rank}_{written:03d}"
-                row = self._render(codec, x[i : i + 1], name, counts, sr, folder)
+                row = self._render(codec, x[i : i + 1], name, counts, sr, folder, with_opus)
                 row["name"] = _source_label(name, infos[i])
                 rows.append(row)
                 written += 1
@@ -253,27 +273,79 @@ class CompressionSolver(StandardSolver):
             rows = [row for part in parts for row in part]
         if self.is_rank_zero:
             columns = ["original"] + [self._label(codec, n) for n in counts]
+            if with_opus:
+                columns += sorted({c for row in rows for c in row["cells"] if c.startswith("Opus")})
+            notes = [
+                f"spectrograms: dB re full scale on one scale ({samples.DB_RANGE[0]:g} to "
+                f"{samples.DB_RANGE[1]:g} dB) for every image; level: RMS relative to the "
+                "original; clips with less than "
+                f"{min_active:.0%} of 20 ms frames above -50 dBFS are left out ({skipped} here)",
+            ]
+            if not with_opus:
+                notes.append("no Opus column: opusenc/opusdec not installed (opus-tools)")
             title = f"XP {self.xp.sig}, epoch {self.epoch}: original vs reconstruction"
-            samples.write_index(folder, title, rows, columns)
+            header = {
+                "signature": self.xp.sig,
+                "overrides": list(self.xp.overrides),
+                "notes": notes,
+                "clip_metrics": _mean_scores(rows, columns[1:]),
+                "evaluate_metrics": self._latest_evaluate(),
+            }
+            samples.write_index(folder, title, rows, columns, header)
         return {"samples": float(written)}
+
+    def _latest_evaluate(self) -> dict:
+        """The latest evaluate metrics of the history, grouped by bandwidth."""
+        for entry in reversed(self.history):
+            metrics = entry.get("evaluate") if isinstance(entry, dict) else None
+            if isinstance(metrics, dict):
+                grouped: dict[str, dict] = {}
+                for key, value in metrics.items():
+                    base, _, suffix = key.partition("_q")
+                    if not suffix.isdigit():
+                        base, suffix = key, str(self.codec.total_codebooks)
+                    grouped.setdefault(f"{suffix} codebooks", {})[base] = value
+                return {f"epoch {entry.get('epoch')}, {k}": v for k, v in grouped.items()}
+        return {}
 
     @staticmethod
     def _label(codec, n: int) -> str:
         return f"{codec.quantizer.bandwidth(n, codec.frame_rate):.2f} kbps ({n} codebooks)"
 
-    def _render(self, codec, x: torch.Tensor, name: str, counts, sr: int, folder) -> dict:
-        cells = {}
+    def _render(self, codec, x, name: str, counts, sr: int, folder, with_opus: bool) -> dict:
+        from audioflow.metrics import opus
+
+        cells, notes, scores = {}, {}, {}
         samples.write_audio(folder / f"{name}_original.wav", x[0], sr)
         samples.write_spectrogram(folder / f"{name}_original.png", x[0], sr, "original")
         cells["original"] = (f"{name}_original.wav", f"{name}_original.png")
-        scores = []
+        versions = []
         for n in counts:
             codec.set_num_codebooks(n)
-            y = codec(x).x
-            label = self._label(codec, n)
-            stem = f"{name}_q{n}"
+            versions.append((self._label(codec, n), f"{name}_q{n}", codec(x).x))
+        if with_opus:
+            rates = sorted(
+                {
+                    opus.nearest_bitrate(codec.quantizer.bandwidth(n, codec.frame_rate))
+                    for n in counts
+                }
+            )
+            clip = x[0, 0].detach().cpu().numpy()
+            for rate in rates:
+                coded = torch.from_numpy(opus.roundtrip(clip, sr, rate)).to(x)[None, None]
+                versions.append((f"Opus {rate:g} kbps", f"{name}_opus{rate:g}", coded))
+        for label, stem, y in versions:
             samples.write_audio(folder / f"{stem}.wav", y[0], sr)
             samples.write_spectrogram(folder / f"{stem}.png", y[0], sr, label)
             cells[label] = (f"{stem}.wav", f"{stem}.png")
-            scores.append(f"q{n}: {float(si_snr_items(y, x)[0]):.1f} dB")
-        return {"name": name, "metrics": "SI-SNR " + ", ".join(scores), "cells": cells}
+            score = {
+                "sisnr": float(si_snr_items(y, x)[0]),
+                "mel_distance": float(self.mel_distance(y, x)),
+                **samples.levels(y, x),
+            }
+            scores[label] = score
+            notes[label] = (
+                f"SI-SNR {score['sisnr']:.1f} dB, mel {score['mel_distance']:.2f}, "
+                f"level {score['level_db']:+.1f} dB, DC {score['dc']:+.3f}"
+            )
+        return {"name": name, "cells": cells, "notes": notes, "scores": scores}

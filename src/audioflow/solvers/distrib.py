@@ -1,4 +1,4 @@
-"""Distributed helpers: process group from torchrun's environment, DDP, metric averaging.
+"""Distributed helpers: process group from torchrun's environment, DDP, metric reduction.
 
 Everything here is a no-op in a single process, so solvers call it unconditionally.
 """
@@ -6,6 +6,7 @@ Everything here is a no-op in a single process, so solvers call it unconditional
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -75,37 +76,48 @@ def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> 
     return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def unwrap(obj):
-    """The module inside a DDP wrapper (anything else is returned unchanged)."""
-    return obj.module if isinstance(obj, DistributedDataParallel) else obj
+def reduce_metrics(
+    metrics: dict[str, float], weight: float = 1.0, reductions: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """Reduce a stage's metrics over ranks; every rank must pass the same keys.
 
+    Args:
+        metrics: this rank's values.
+        weight: what this rank's means weigh (the items it saw); equal weights by default.
+        reductions: metric name -> ``"mean"`` (weighted by ``weight``, the default) or
+            ``"sum"`` (counts such as files written).
 
-def average_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """Average float metrics over ranks (every rank must pass the same keys)."""
+    Returns:
+        The run's values, the same on every rank.
+
+    Raises:
+        ValueError: a reduction other than mean or sum.
+    """
+    reductions = dict(reductions or {})
+    unknown = sorted({v for v in reductions.values()} - {"mean", "sum"})
+    if unknown:
+        raise ValueError(f"metric_reductions: {unknown[0]!r} is not 'mean' or 'sum'")
     if not is_distributed() or not metrics:
         return dict(metrics)
     keys = sorted(metrics)
-    values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
+    summed = [reductions.get(k) == "sum" for k in keys]
+    values = [float(metrics[k]) * (1.0 if s else weight) for k, s in zip(keys, summed)]
+    values = torch.tensor([*values, float(weight)], dtype=torch.float64)
     if dist.get_backend() == "nccl":
         values = values.cuda()
     dist.all_reduce(values)
-    values = (values / world_size()).cpu()
-    return {k: float(v) for k, v in zip(keys, values.tolist())}
+    values = values.cpu().tolist()
+    total = values[-1]
+    return {k: v if s else v / total for k, v, s in zip(keys, values, summed)}
 
 
 def all_gather_objects(obj) -> list:
-    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` when not distributed)."""
+    """Every rank's ``obj``, in rank order, on every rank (``[obj]`` when not distributed).
+
+    A generate stage gathers what each rank produced this way, so rank 0 can list it all.
+    """
     if not is_distributed():
         return [obj]
     box = [None] * world_size()
     dist.all_gather_object(box, obj)
     return box
-
-
-def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from audioflow.config.xp import XP, using_xp
+from audioflow.solvers.state import StateManager
 
 DEFAULT_LOADER = "audioflow.solvers.exports:load_solver_models"
 
@@ -99,7 +100,7 @@ def model_only_solver(solver_cls: type, cfg: Any, device: str = "cpu", xp: XP | 
     solver.ema = None
     solver.epoch = 0
     solver.current_stage = None
-    solver._init_state()
+    solver.stateful = StateManager(solver)  # the registry build_model registers into
     try:
         if xp is None:
             solver.build_model()
@@ -131,7 +132,7 @@ def solver_export(solver) -> Export:
                 f"{type(export).__name__}, not an audioflow.solvers.exports.Export"
             )
         return export
-    names = list(solver._best_names)
+    names = list(solver.stateful.best)
     modules = {n: solver._get(n) for n in names if isinstance(solver._get(n), nn.Module)}
     if not modules:
         raise ExportError(
@@ -205,40 +206,3 @@ def load_solver_models(folder: str | Path, device: str = "cpu"):
     for module in modules.values():
         module.to(device).eval()
     return next(iter(modules.values())) if len(modules) == 1 else modules
-
-
-# -- codecs ------------------------------------------------------------------------------
-def load_best_codec(xp: XP):
-    """The codec of an XP's best state, built from its config, in eval mode.
-
-    Raises:
-        CheckpointError: the XP has no usable best state.
-    """
-    from audioflow.config.layout import BEST_CHECKPOINT
-    from audioflow.models.builders import build_compression_model
-    from audioflow.solvers import checkpoint
-    from audioflow.solvers.compression import codec_state_dict
-
-    path = Path(xp.folder) / BEST_CHECKPOINT
-    if not path.exists():
-        raise checkpoint.CheckpointError(
-            f"{path}: no best state yet; run the XP through a valid stage first"
-        )
-    best = checkpoint.load(path, sig=xp.sig, kind="best")
-    model = build_compression_model(xp.cfg)
-    model.load_state_dict(codec_state_dict(best["state"]["model"]))
-    return model.eval()
-
-
-def codec_lineage(xp: XP) -> dict:
-    """Signature, resolved config, manifest hashes and code version of an XP."""
-    from omegaconf import OmegaConf
-
-    from audioflow.solvers.commands.export import code_version, manifest_hashes
-
-    return {
-        "signature": xp.sig,
-        "config": OmegaConf.to_container(xp.cfg, resolve=True),
-        "manifests": manifest_hashes(OmegaConf.select(xp.cfg, "datasource")),
-        "code_version": code_version(),
-    }

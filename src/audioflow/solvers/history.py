@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import json
-import re
 from pathlib import Path
 
 from audioflow.atomic import write_json
-
-STAGES = ("train", "valid", "evaluate", "generate")
-_MARKER_RE = re.compile(r"^(train|valid|evaluate|generate)_(\d+)\.json$")
-
-
-def marker_path(folder: Path, stage: str, epoch: int) -> Path:
-    """``<folder>/stages/<stage>_<epoch>.json``."""
-    return Path(folder) / "stages" / f"{stage}_{epoch}.json"
+from audioflow.config.layout import HISTORY_FILE, MARKER_RE, STAGES, STAGES_DIR, marker_path
 
 
 def read_marker(folder: Path, stage: str, epoch: int) -> dict | None:
@@ -40,9 +32,9 @@ def rebuild_history(folder: Path, extra: dict[tuple[str, int], dict] | None = No
         extra: ``(stage, epoch) -> metrics`` not yet on disk (the stage finishing now).
     """
     found: dict[int, dict] = {}
-    stages_dir = Path(folder) / "stages"
+    stages_dir = Path(folder) / STAGES_DIR
     for path in sorted(stages_dir.glob("*.json")) if stages_dir.is_dir() else []:
-        match = _MARKER_RE.match(path.name)
+        match = MARKER_RE.match(path.name)
         if match:
             stage, epoch = match.group(1), int(match.group(2))
             try:
@@ -71,7 +63,7 @@ def finish_stage(folder: Path, stage: str, epoch: int, metrics: dict) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX)  # held for milliseconds; waiting is right here
         try:
             history = rebuild_history(folder, {(stage, epoch): metrics})
-            write_json(history, Path(folder) / "history.json")
+            write_json(history, Path(folder) / HISTORY_FILE)
             write_json(metrics, marker_path(folder, stage, epoch))
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -20,11 +20,6 @@ class SolverNotFoundError(ValueError):
     """The ``solver`` key names nothing that can be imported."""
 
 
-def register_solver(name: str, target: str) -> None:
-    """Register ``name`` -> ``"module:Class"`` (e.g. from a plugin package's import)."""
-    SOLVERS[name] = target
-
-
 def _split(target: str) -> tuple[str, str]:
     if ":" in target:
         module, _, cls = target.partition(":")

@@ -5,6 +5,8 @@ in the checkpoint and restored before the next update. Stages other than train, 
 creation of data iterators, run in :func:`isolated` blocks seeded from (seed, stage,
 epoch): they are reproducible on their own and never shift the training stream, so a
 run that validates in the same process trains exactly like one that validates elsewhere.
+Draws that must not depend on the number of processes (per-sample augmentation) use
+:func:`sample_generator`, keyed by (seed, stage, epoch, sample index).
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ def set_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def sample_generator(seed: int, *key, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator seeded from ``(seed, *key)``, e.g. (seed, stage, epoch, sample index).
+
+    Draws made with it depend on the key only: a sample gets the same augmentation whatever
+    the number of processes and whichever process sees it.
+    """
+    gen = torch.Generator(device=device)
+    gen.manual_seed(derive_seed(seed, *key))
+    return gen
 
 
 @contextmanager

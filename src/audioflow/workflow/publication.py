@@ -47,3 +47,37 @@ def publication_record(records: Path, name: str, sig: str, reference: Path) -> P
         # `dvc pull`): dated back so that it does not look newer than the reference.
         os.utime(path, (0, 0))
     return path
+
+
+def publish_refusal(name: str, overrides, config_dir: str | None = None) -> str | None:
+    """Why the XP of ``overrides`` cannot be published as ``name``, or None.
+
+    Runs when the workflow is planned (``snakemake -n`` included), so that a ``publish:``
+    entry whose solver cannot export fails before any training rather than at its end.
+    Solvers shipped with audioflow all export (a test checks it) and are not imported; a
+    user's solver is imported, from ``config_dir`` as ``audioflow run`` does.
+
+    Args:
+        name: the published name (``as``).
+        overrides: the XP's overrides.
+        config_dir: the workflow's user config folder.
+    """
+    import sys
+
+    from audioflow.config import compose
+    from audioflow.solvers.registry import SOLVERS
+
+    solver = str(compose(list(overrides), config_dir).get("solver"))
+    if solver in SOLVERS:
+        return None
+    added = config_dir is not None and str(Path(config_dir).resolve()) not in sys.path
+    if added:
+        sys.path.insert(0, str(Path(config_dir).resolve()))
+    try:
+        from audioflow.solvers.exports import export_refusal
+
+        refusal = export_refusal(solver)
+    finally:
+        if added:
+            sys.path.remove(str(Path(config_dir).resolve()))
+    return None if refusal is None else f"publish: {name}: {refusal}"

@@ -91,7 +91,7 @@ class MySolver(base.StandardSolver):
         }
 
     def _global_update(self):
-        return (self.epoch - 1) * self.cfg.optim.updates_per_epoch + self._updates_done + 1
+        return (self.epoch - 1) * self.cfg.optim.updates_per_epoch + self.loop.update + 1
 
     def run_step(self, idx, batch, metrics):
         x, y = (t.to(self.device) for t in batch)

@@ -63,9 +63,11 @@ def _is_handle(target: list[str]) -> bool:
 
 
 def listening_page(folder: Path, samples: str = "samples") -> Path | None:
-    """The newest HTML page under the XP's samples folder (the generate stage's)."""
-    pages = sorted((folder / samples).glob("**/*.html"), key=lambda p: (p.stat().st_mtime, p))
-    return pages[-1] if pages else None
+    """The listening page of the XP's last generate epoch (``samples``: generate.path)."""
+    from ..layout import samples_pages
+
+    pages = samples_pages(folder, samples)
+    return pages[-1][1] if pages else None
 
 
 def main(args: argparse.Namespace) -> int:

@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec.add_argument("input", help="codes file written by `audioflow codec encode`")
     dec.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac)")
     for p in (enc, dec):
-        p.add_argument("--model", required=True, help="package folder or //reference/NAME")
+        p.add_argument(
+            "--model", required=True, help="package folder, //reference/NAME or //sig/SIG"
+        )
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
 
 
@@ -76,15 +78,16 @@ def output_problem(path: Path) -> str | None:
 
 
 def _load_model(spec: str, device: str):
+    """(model, metadata) of the codec ``spec`` names, through ``load_codec`` (its contract
+    checked against the weights; a package folder, //reference/NAME or //sig/SIG)."""
     from audioflow.config.errors import ConfigError
-    from audioflow.config.paths import resolve_path
-    from audioflow.models.package import load_package
+    from audioflow.models import load_codec
 
     try:
-        folder = resolve_path(spec)
+        codec = load_codec(spec, device=device)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
-    return load_package(folder, device=device)
+    return codec.model, {"signature": codec.lineage.get("signature")}
 
 
 def encode(args) -> int:

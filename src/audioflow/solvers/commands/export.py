@@ -13,77 +13,29 @@ it with `continue_from=DIR`, or publish it as //reference/NAME.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+# the lineage written into metadata.json (re-exported: callers import them from here too)
+from audioflow.models.lineage import code_version, file_sha256, manifest_hashes  # noqa: F401
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sig", help="signature of the XP to export")
     parser.add_argument("-o", "--output", required=True, help="package folder to write")
     parser.add_argument("--force", action="store_true", help="replace an existing package")
+    parser.add_argument(
+        "--config-dir",
+        default=None,
+        help="user config folder of the XP (its solver module is imported from there)",
+    )
 
 
 def _fail(message: str, code: int = 1) -> int:
     print(f"audioflow export: {message}", file=sys.stderr)
     return code
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def manifest_hashes(datasource) -> dict:
-    """``{stage: {"path": ..., "sha256": ...}}`` for every manifest the XP names."""
-    from audioflow.config.errors import ConfigError
-    from audioflow.config.paths import resolve_path
-
-    hashes = {}
-    for stage, manifest in (datasource or {}).items():
-        if manifest is None:
-            continue
-        entry = {"path": str(manifest), "sha256": None}
-        try:
-            path = resolve_path(str(manifest))
-        except ConfigError:
-            path = None
-        if path is not None and path.is_file():
-            entry["sha256"] = file_sha256(path)
-        hashes[str(stage)] = entry
-    return hashes
-
-
-def code_version() -> dict:
-    """audioflow's version and, from a git checkout, its commit and whether it is modified."""
-    import torch
-
-    import audioflow
-
-    info = {"audioflow": getattr(audioflow, "__version__", None), "torch": torch.__version__}
-    try:
-        from importlib.metadata import version
-
-        info["audioflow"] = info["audioflow"] or version("audioflow")
-    except Exception:  # not installed as a distribution: keep what the module says
-        pass
-    root = Path(audioflow.__file__).resolve().parents[2]
-    try:
-        run = lambda *a: subprocess.run(  # noqa: E731
-            ["git", "-C", str(root), *a], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        info["git_commit"] = run("rev-parse", "HEAD")
-        info["git_dirty"] = bool(run("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
-    return info
 
 
 def _evaluate_metrics(folder: Path) -> dict:
@@ -180,6 +132,12 @@ def main(args) -> int:
     from audioflow.models.package import PackageError
     from audioflow.solvers.checkpoint import CheckpointError
 
+    config_dir = getattr(args, "config_dir", None)
+    if config_dir:
+        folder = Path(config_dir).resolve()
+        if not folder.is_dir():
+            return _fail(f"--config-dir {config_dir}: no such folder", 2)
+        sys.path.insert(0, str(folder))  # solver classes may live beside their configs
     try:
         folder = export(args.sig, args.output, args.force)
     except ConfigError as exc:
