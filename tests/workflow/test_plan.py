@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from audioflow.config.grids import XPSpec
 from audioflow.workflow.plan import XPPlan, by_signature, resolve_plans
-from audioflow.workflow.xps import XPSpec
 
 
 class CountingResolver:

@@ -129,7 +129,7 @@ def test_finished_markers_and_excluded_keys_rerun_nothing(tmp_path):
     done = snakemake(tmp_path, "-n", "--configfile", str(config))
     assert "Nothing to be done" in done.stdout + done.stderr, done.stdout
     # A real override is a new XP: all its stages run, the data is reused.
-    changed = [*DEMO, "optim.lr=1e-3"]
+    changed = [*DEMO, "optim.lr=7e-4"]  # not a default (debug.yaml has 1e-3)
     config = write_config(tmp_path, xps=[{"name": "demo", "overrides": changed}])
     counts = job_counts(snakemake(tmp_path, "-n", "--configfile", str(config)).stdout)
     assert counts["train"] == 3 and "synth" not in counts

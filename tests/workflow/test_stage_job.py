@@ -15,8 +15,8 @@ import pytest
 
 from audioflow import cli
 from audioflow.config import signature
+from audioflow.config.grids import XPSpec
 from audioflow.workflow.plan import resolve_plans
-from audioflow.workflow.xps import XPSpec
 
 USER_CONFIG = Path(__file__).resolve().parents[1] / "solvers" / "user_config"
 OVERRIDES = ("solver=my_solver", "optim.lr=0.5")

@@ -2,8 +2,9 @@
 
 import json
 
+from audioflow.config.grids import load_workflow_config
 from audioflow.workflow.plan import XPPlan
-from audioflow.workflow.summary import describe_reference, describe_xp, load_workflow_config
+from audioflow.workflow.summary import describe_reference, describe_xp
 
 
 def test_describe_xp_reports_progress_metrics_and_listening_page(tmp_path):

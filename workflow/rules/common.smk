@@ -8,12 +8,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import audioflow
 from audioflow.config import ConfigError, cluster_config, layout
 from audioflow.workflow.epochs import chunk_end, train_dependencies
-from audioflow.workflow.plan import by_signature, resolve_plans
+from audioflow.config.grids import GridError
+from audioflow.workflow.plan import by_signature, load_plans
 from audioflow.workflow.publication import publication_record, publish_refusal
-from audioflow.workflow.xps import GridError, xp_specs
 from snakemake.exceptions import WorkflowError
 
 # Stage commands call `audioflow` and `torchrun` from the environment snakemake runs in,
@@ -64,16 +63,8 @@ def stage_threads(stage):
 
 
 def _load_plans():
-    package_root = Path(audioflow.__file__).resolve().parent
     try:
-        specs = xp_specs(config["xps"], config["grids"], Path.cwd())
-        return resolve_plans(
-            specs,
-            config_dir=config["config_dir"],
-            cache_file=Path(".snakemake/audioflow/plans.json"),
-            # The signing code and the shipped config groups decide every plan.
-            watched=[package_root.parents[1] / "config", package_root / "config"],
-        )
+        return load_plans(config)
     except (GridError, ConfigError) as exc:
         raise WorkflowError(f"audioflow workflow config: {exc}") from None
 

@@ -19,7 +19,10 @@ from audioflow import atomic
 from audioflow.config.layout import STAGES
 
 from .epochs import chunk_ends, every_epochs
-from .xps import XPSpec
+from audioflow.config.grids import XPSpec, xp_specs
+
+# Where a workflow run keeps its plans (beside Snakemake's own state).
+PLAN_CACHE = Path(".snakemake/audioflow/plans.json")
 
 CACHE_VERSION = 1
 
@@ -105,7 +108,7 @@ def resolve_with_config(overrides_list: Sequence[Sequence[str]], config_dir: str
     return facts
 
 
-def fingerprint(paths: Sequence[Path]) -> str:
+def content_digest(paths: Sequence[Path]) -> str:
     """sha1 over the names and contents of every ``*.yaml``/``*.py`` file under ``paths``."""
     digest = hashlib.sha1(str(CACHE_VERSION).encode())
     for root in paths:
@@ -141,7 +144,7 @@ def resolve_plans(
     Returns:
         One plan per spec, in order; duplicated signatures are kept (the caller decides).
     """
-    stamp = fingerprint([*watched, *([Path(config_dir)] if config_dir else [])])
+    stamp = content_digest([*watched, *([Path(config_dir)] if config_dir else [])])
     cached: dict = {}
     if cache_file is not None and cache_file.is_file():
         try:
@@ -179,3 +182,27 @@ def by_signature(plans: Sequence[XPPlan]) -> dict[str, XPPlan]:
     for plan in plans:
         index.setdefault(plan.sig, plan)
     return index
+
+
+def load_plans(config: dict, cache_file: Path | None = PLAN_CACHE) -> list[XPPlan]:
+    """The plans of every XP a workflow config declares (``xps`` and ``grids``, relative to
+    the working directory), through the plan cache: what the Snakefile and the workflow
+    summary both plan with.
+
+    Args:
+        config: the workflow config (``xps``, ``grids``, ``config_dir``).
+        cache_file: the plan cache (None: no cache).
+
+    Raises:
+        GridError: a bad XP list or grid file.
+        ConfigError: an XP's overrides do not compose.
+    """
+    package_root = Path(__file__).resolve().parents[1]
+    specs = xp_specs(config.get("xps") or [], config.get("grids") or [], Path.cwd())
+    return resolve_plans(
+        specs,
+        config_dir=config.get("config_dir"),
+        cache_file=cache_file,
+        # The signing code and the shipped config groups decide every plan.
+        watched=[package_root.parents[1] / "config", package_root / "config"],
+    )

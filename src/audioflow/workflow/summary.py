@@ -17,41 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from audioflow.config.grids import GridError, apply_config_values, load_workflow_config
 from audioflow.config.layout import MARKER_RE, SAMPLES_DIR, STAGES_DIR, marker_path, xp_folder
 
-from .plan import XPPlan, resolve_plans
+from .plan import XPPlan, load_plans
 from .publication import published_signature
-from .xps import GridError, xp_specs
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_workflow_config(paths: list[Path]) -> dict:
-    """Merge workflow config files the way Snakemake's ``--configfile`` does (top keys)."""
-    config: dict = {}
-    for path in paths:
-        data = yaml.safe_load(path.read_text()) or {}
-        for key, value in data.items():
-            if isinstance(value, dict) and isinstance(config.get(key), dict):
-                config[key] = {**config[key], **value}
-            else:
-                config[key] = value
-    return config
-
-
-def apply_config_values(config: dict, items: list[str]) -> dict:
-    """Snakemake's ``--config KEY=VALUE``: each value (YAML) replaces the top-level key.
-
-    Raises:
-        ValueError: an item is not ``KEY=VALUE``.
-    """
-    config = dict(config)
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--config {item}: write KEY=VALUE, e.g. 'grids=[\"g.yaml\"]'")
-        config[key] = yaml.safe_load(value)
-    return config
 
 
 def _read_json(path: Path) -> dict | None:
@@ -171,13 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.configfile or [Path("config/workflow.yaml")]
     try:
         config = apply_config_values(load_workflow_config(paths), args.config)
-        specs = xp_specs(config.get("xps") or [], config.get("grids") or [], Path.cwd())
-        plans = resolve_plans(
-            specs,
-            config_dir=config.get("config_dir"),
-            cache_file=Path(".snakemake/audioflow/plans.json"),
-            watched=[PACKAGE_ROOT.parents[1] / "config", PACKAGE_ROOT / "config"],
-        )
+        plans = load_plans(config)
         cluster = cluster_config(config.get("config_dir"))
     except (OSError, ValueError, GridError, ConfigError, yaml.YAMLError) as exc:
         print(f"workflow summary: {exc}", file=sys.stderr)

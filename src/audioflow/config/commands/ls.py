@@ -227,8 +227,7 @@ def _workflow_names(path: Path | None, config_dir: Path | None) -> dict[str, str
     path = path if path is not None else (DEFAULT_WORKFLOW if DEFAULT_WORKFLOW.is_file() else None)
     if path is None:
         return {}
-    from audioflow.workflow.summary import load_workflow_config
-    from audioflow.workflow.xps import GridError, xp_specs
+    from ..grids import GridError, load_workflow_config, xp_specs
 
     try:
         config = load_workflow_config([path])
@@ -244,8 +243,7 @@ def _workflow_names(path: Path | None, config_dir: Path | None) -> dict[str, str
 
 def _grid_rows(path: Path, config_dir: Path | None, xps: Path) -> list[Row]:
     """One row per XP of a grid file, in file order, ``not started`` when it has no folder."""
-    from audioflow.workflow.xps import load_grid
-
+    from ..grids import load_grid
     from ..layout import CONFIG_FILE
     from ..signing import signatures
 
@@ -348,7 +346,7 @@ def main(args: argparse.Namespace) -> int:
         filters = _filters(args.where)
         root = xps_dir(xp_root())
         if args.grid is not None:
-            from audioflow.workflow.xps import GridError
+            from ..grids import GridError
 
             try:
                 rows = _grid_rows(args.grid, args.config_dir, root)

@@ -1,4 +1,5 @@
-"""The XPs a workflow runs: named override sets and grid files, expanded like `dora grid`.
+"""The XPs a workflow config declares: named override sets and grid files, expanded like
+`dora grid`; and the workflow config itself, merged as Snakemake merges it.
 
 A grid file (``config/grids/<name>.yaml``) holds a ``base`` list of overrides shared by
 every XP and a ``grid`` list whose items are either a ``product`` (key -> list of values,
@@ -170,3 +171,31 @@ def xp_specs(xps: list, grids: list[str], base_dir: Path) -> list[XPSpec]:
             raise GridError(f"XP name {spec.name!r} is declared twice: names must be unique")
         seen.add(spec.name)
     return specs
+
+
+def load_workflow_config(paths: list[Path]) -> dict:
+    """Merge workflow config files the way Snakemake's ``--configfile`` does (top keys)."""
+    config: dict = {}
+    for path in paths:
+        data = yaml.safe_load(path.read_text()) or {}
+        for key, value in data.items():
+            if isinstance(value, dict) and isinstance(config.get(key), dict):
+                config[key] = {**config[key], **value}
+            else:
+                config[key] = value
+    return config
+
+
+def apply_config_values(config: dict, items: list[str]) -> dict:
+    """Snakemake's ``--config KEY=VALUE``: each value (YAML) replaces the top-level key.
+
+    Raises:
+        ValueError: an item is not ``KEY=VALUE``.
+    """
+    config = dict(config)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--config {item}: write KEY=VALUE, e.g. 'grids=[\"g.yaml\"]'")
+        config[key] = yaml.safe_load(value)
+    return config

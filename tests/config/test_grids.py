@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from audioflow.workflow.xps import GridError, expand_grid, format_value, load_grid, xp_specs
+from audioflow.config.grids import GridError, expand_grid, format_value, load_grid, xp_specs
 
 REPO = Path(__file__).resolve().parents[2]
 
