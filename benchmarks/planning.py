@@ -45,7 +45,8 @@ LAUNCH = (
     " --nodes {{resources.nodes}} --nproc-per-node {{resources.nproc_per_node}}"
     " --gpus {{resources.gpu}} --threads {{threads}} --mem-mb {{resources.mem_mb}} --log {{log}}"
     " --label sig={{wildcards.sig}} --label stage=%s --label epoch={{wildcards.epoch}}"
-    " -- run {{params.overrides}} --stage %s --epoch {{wildcards.epoch}}"
+    " -- run {{params.overrides}} --expect-sig {{wildcards.sig}}"
+    " --stage %s --epoch {{wildcards.epoch}}"
 )
 
 

@@ -64,9 +64,9 @@ class BareLoop:
     """The hand-written loop, one update per call: next batch, forward, backward, step.
 
     It trains the solver's own model and optimizer state but calls the plain ``Adam.step``
-    (not the solver's non-finite guard): CPU kernel times depend on the values of weights
-    and optimizer state, and two copies drifting apart were measured 10-25 % apart while
-    running identical code.
+    (``torch_step``, not the optimizer protocol's update): CPU kernel times depend on the
+    values of weights and optimizer state, and two copies drifting apart were measured
+    10-25 % apart while running identical code.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, kind: str) -> None:
@@ -85,7 +85,7 @@ class BareLoop:
         loss = nn.functional.mse_loss(self.model(x), y)
         self.optimizer.zero_grad()
         loss.backward()
-        type(self.optimizer).step(self.optimizer)
+        self.optimizer.torch_step()
         return time.perf_counter() - t0
 
 
@@ -117,7 +117,7 @@ class BenchSolver(StandardSolver):
         self.optimizer.zero_grad()
         loss.backward()
         if self.calibrate:  # the bare loop's own code: what the lockstep method reads as 0
-            type(self.optimizer).step(self.optimizer)
+            self.optimizer.torch_step()
         else:
             self.optimizer.step()
         metrics["loss"] = loss
@@ -153,25 +153,21 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=200, help="updates in the measured epoch")
     parser.add_argument("--model", choices=["conv", "mlp"], default="conv")
     parser.add_argument(
-        "--no-grad-check", action="store_true", help="set check_finite_grads=False (no NaN policy)"
-    )
-    parser.add_argument(
         "--calibrate",
         action="store_true",
-        help="solver's run_step uses the bare update's code (plain Adam.step, no check): "
+        help="solver's run_step uses the bare update's code (plain Adam.step, no protocol): "
         "the remaining 'overhead' is the solver loop plus the method's own bias",
     )
     args = parser.parse_args()
     BenchSolver.calibrate = args.calibrate
-    BenchSolver.check_finite_grads = not (args.no_grad_check or args.calibrate)
     with tempfile.TemporaryDirectory() as tmp:
         solver = build_solver(Path(tmp), args.updates, args.model)
         solver.bare = BareLoop(solver.model, solver.optimizer, args.model)
         for _ in range(5):  # warm-up of the bare path
             solver.bare.update()
-        solver._start_epoch(1)
+        solver.epoch = 1
         t0 = time.perf_counter()
-        solver._stage_train()
+        solver._run("train", solver.train)
         epoch_seconds = time.perf_counter() - t0
     stamps, bare = solver.stamps, solver.bare_times
     # solver update i: from the start of run_step i to the start of run_step i+1, minus
@@ -182,10 +178,10 @@ def main() -> None:
     s, b = statistics.median(ours), statistics.median(bare)
     per_epoch = epoch_seconds - (stamps[-1] - stamps[0]) - s - solver.bare_times[-1]
     params = sum(p.numel() for p in solver.model.parameters())
-    check = "off" if args.no_grad_check or args.calibrate else "on"
+    check = "off" if args.calibrate else "on"
     if args.calibrate:
         print("calibration: the solver's run_step runs the bare update's code")
-    print(f"model {args.model} ({params} parameters), Adam, finite-gradient check {check}")
+    print(f"model {args.model} ({params} parameters), Adam, optimizer protocol {check}")
     print(f"{len(ours)} measured updates")
     print(f"bare loop: median update {b * 1e3:.3f} ms")
     print(f"solver   : median update {s * 1e3:.3f} ms")

@@ -206,11 +206,6 @@ def test_accept_drift_refuses_a_checkpoint_of_another_architecture(uc, capfd):
     assert not (folder / "drift.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stage with non-finite weights or metrics must fail: the solver's side of "
-    "issue 18 item 5 (the run still exits 0 here)",
-)
 def test_an_infinite_lr_fails_the_run_and_is_never_done(uc, capfd):
     code = cli.main([*(a.format(uc=uc) for a in RUN), "optim.lr=inf", "optim.epochs=1"])
     capfd.readouterr()

@@ -23,13 +23,12 @@ def test_noam_lr_through_the_task_config(make_asr_solver):
     main = solver.optim_sches["main"]
     assert type(main).__name__ == "NoamLr"
     lr = float(solver.cfg.optim_sches.main.conf.optim_conf.lr)
-    solver.epoch = 1
-    solver._start_epoch(1)
-    solver._stage_train()
+    solver.run_stage("train", 1)
+    main = solver.optim_sches["main"]
     assert main.real_step == 3  # 6 micro-batches, accum_grad=2: 3 updates
     assert main.get_lr() == pytest.approx(_noam(3, lr, 4), rel=1e-12)  # still warming up
-    solver._start_epoch(2)
-    solver._stage_train()
+    solver.run_stage("train", 2)  # resumes from epoch 1's checkpoint
+    main = solver.optim_sches["main"]
     assert main.real_step == 6 and main.get_lr() == pytest.approx(_noam(6, lr, 4), rel=1e-12)
     assert _noam(6, lr, 4) < _noam(4, lr, 4) == lr  # peaked at warmup_steps, then decays
 
@@ -56,16 +55,14 @@ def test_second_optim_scheduler_updates_only_its_modules(make_asr_solver):
                              "optim_sches.main.conf.optim_conf.lr=0.0")  # fmt: skip
     assert solver.optim_sches.names == ["main", "aux"]
     before = _snapshot(solver.model)
-    solver._start_epoch(1)
-    metrics = solver._stage_train()
+    metrics = solver.run_stage("train", 1)
     assert "aux_loss" in metrics and "loss" in metrics
     assert _changed(before, _snapshot(solver.model)) == {"aux_head"}
     # and the other way round: aux at lr 0 leaves its head alone while main trains the rest
     solver = make_asr_solver("solver=asr/aux_debug", "optim.updates_per_epoch=2",
                              "optim_sches.aux.conf.optim_conf.lr=0.0")  # fmt: skip
     before = _snapshot(solver.model)
-    solver._start_epoch(1)
-    solver._stage_train()
+    solver.run_stage("train", 1)
     assert _changed(before, _snapshot(solver.model)) == {"frontend", "encoder", "ctc_head"}
 
 
@@ -115,6 +112,9 @@ def test_evaluate_generate_export_and_transcribe(make_asr_solver, speech_corpus,
     assert cli(["asr", "transcribe", "--model", "//reference/demo_asr", *map(str, files)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == [str(f) for f in files]
+    # an XP's best state (//sig/SIG) transcribes as its published package does
+    assert cli(["asr", "transcribe", "--model", f"//sig/{solver.xp.sig}", *map(str, files)]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
 
     # the package transcribes each file exactly as the best state decodes it greedily
     manifest = next(o for o in speech_corpus if o.startswith("datasource.evaluate="))

@@ -3,13 +3,15 @@ reference model pushed to a real S3-compatible server (moto) and pulled into a f
 where `//reference/demo_codec` loads.
 
 The repository is a copy of this checkout with the demo shrunk to seconds (tiny corpus,
-2 epochs of 2 updates); every stage still runs for real through Snakemake and torchrun.
+a codec of 2 epochs of 2 updates, a 1-layer token LM of 2 updates); every stage still runs
+for real through Snakemake and torchrun: synth -> demo_codec -> tokens -> demo_lm.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -21,9 +23,26 @@ import yaml
 
 from .dvc_helpers import BIN, BUCKET, run, s3_env, tree_digest
 from .test_dvc_s3 import S3Server
-from .test_workflow import SYNTH, TINY
+from .test_workflow import LM_TINY, SYNTH, TINY
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+SPEECH_TINY = [
+    "solver=asr/debug",
+    "optim.epochs=1",
+    "optim.updates_per_epoch=2",
+    "asr_model.dim=32",
+    "asr_model.layers=1",
+    "asr_model.heads=2",
+    "asr_model.ffn_dim=64",
+    "dataset.batch_size=4",
+    "tokenizer.kind=char",
+    "decoding.beam_size=1",
+]
+SPEECH_SYNTH = {
+    "train": {"n": 8, "seed": 1, "voices": "train"},
+    "valid": {"n": 4, "seed": 2, "voices": "train"},
+    "evaluate": {"n": 4, "seed": 3, "voices": "test"},
+}
 
 
 def _env() -> dict:
@@ -49,9 +68,14 @@ def _copy_checkout(dest):
             shutil.copy2(src, dest / name)
     workflow = dest / "config" / "workflow.yaml"
     config = yaml.safe_load(workflow.read_text())
-    config["xps"] = [{"name": "demo", "overrides": TINY}]
+    config["xps"] = [{"name": "demo", "overrides": TINY}, {"name": "demo_lm", "overrides": LM_TINY}]
     config["synth"] = SYNTH
     workflow.write_text(yaml.safe_dump(config, sort_keys=False))
+    speech = dest / "config" / "workflow_speech.yaml"  # the speech demo, shrunk the same way
+    config = yaml.safe_load(speech.read_text())
+    config["xps"] = [{"name": "demo_speech", "overrides": SPEECH_TINY}]
+    config["speech_synth"] = SPEECH_SYNTH
+    speech.write_text(yaml.safe_dump(config, sort_keys=False))
     run("git", "init", "-q", cwd=dest)
     run("git", "config", "user.email", "ci@example.com", cwd=dest)
     run("git", "config", "user.name", "ci", cwd=dest)
@@ -70,9 +94,21 @@ def reproduced(tmp_path_factory):
     return repo, first
 
 
+# the module's repository is built in the first test that asks for it: every stage of the
+# codec and the LM, minutes on a loaded 2-core machine
+@pytest.mark.timeout(1200)
 def test_repro_builds_reference_metrics_and_plots_then_is_a_noop(reproduced):
     repo, first = reproduced
-    assert "Running stage 'demo_codec'" in first.stdout
+    assert _ran(first.stdout) >= {"demo_codec", "tokens", "demo_lm"}
+    dag = run("dvc", "dag", "--dot", cwd=repo, env=_env()).stdout
+    for edge in (
+        '"synth@train" -> "demo_codec"',
+        '"demo_codec" -> "tokens"',
+        '"tokens" -> "demo_lm"',
+    ):
+        assert edge in dag, dag
+    lm = json.loads((repo / "reference" / "demo_lm" / "metadata.json").read_text())
+    assert lm["solver"] == "lm" and len(lm["codec"]["content_hash"]) == 64
     reference = repo / "reference" / "demo_codec"
     assert {"model.th", "config.yaml", "metadata.json"} <= {p.name for p in reference.iterdir()}
     for split in SYNTH:
@@ -85,6 +121,10 @@ def test_repro_builds_reference_metrics_and_plots_then_is_a_noop(reproduced):
     assert [row.split(",")[0] for row in rows[1:]] == ["1", "2"]
     shown = run("dvc", "metrics", "show", "--json", cwd=repo, env=_env())
     assert "sisnr" in shown.stdout
+    # the speech demo: its corpus versioned, its recognizer published with WER/CER
+    asr = json.loads((repo / "reports" / "demo_asr" / "metrics.json").read_text())
+    assert 0 <= asr["wer"] and 0 <= asr["cer"] and (repo / "reference/demo_asr/model.th").is_file()
+    assert (repo / "data/speech/evaluate/manifest.jsonl.gz").stat().st_size > 0
 
     second = run("dvc", "repro", cwd=repo, env=_env())
     assert "Running stage" not in second.stdout
@@ -167,3 +207,29 @@ def test_unknown_reference_is_a_clear_error(reproduced, tmp_path):
     assert "reference/nope" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "codes.th").exists()
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_new_codec_reruns_exactly_the_tokens_and_the_lm(reproduced):
+    """Last in this module: it publishes another codec XP in the shared repository."""
+    repo, _ = reproduced
+    before = json.loads((repo / "reference" / "demo_lm" / "metadata.json").read_text())["codec"]
+    workflow = repo / "config" / "workflow.yaml"
+    config = yaml.safe_load(workflow.read_text())
+    config["xps"][0]["overrides"] = [*TINY, "optim.lr=2e-3"]  # another codec XP as demo_codec
+    workflow.write_text(yaml.safe_dump(config, sort_keys=False))
+    again = run("dvc", "repro", cwd=repo, env=_env(), check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert _ran(again.stdout) == {"demo_codec", "tokens", "demo_lm"}
+    after = json.loads((repo / "reference" / "demo_lm" / "metadata.json").read_text())["codec"]
+    assert after["content_hash"] != before["content_hash"]
+    assert after["signature"] != before["signature"]
+    # the LM's XP (same signature) trained again; its first training is kept aside
+    stale = [p for p in (repo / "outputs" / "xps").iterdir() if (p / "stale_codec").is_dir()]
+    assert len(stale) == 1
+    assert (stale[0] / "stale_codec" / before["content_hash"][:16] / "history.json").is_file()

@@ -31,6 +31,23 @@ TINY = [
     "dataset.evaluate.num_samples=2",
     "dataset.generate.num_samples=1",
 ]
+# lm/debug shrunk to seconds per stage: 1 epoch of 2 updates, a 1-layer LM on short windows
+# (short enough for a codec of up to 500 frames/s).
+LM_TINY = [
+    "solver=lm/debug",
+    "conditioner=label",
+    "optim.epochs=1",
+    "optim.updates_per_epoch=2",
+    "dataset.batch_size=2",
+    "dataset.segment_duration=0.25",
+    "transformer_lm.dim=32",
+    "transformer_lm.num_layers=1",
+    "generate.duration=0.25",
+    "generate.prompt_duration=0.1",
+    "generate.samples_per_condition=1",
+    "classifier.steps=20",
+    "logging.log_updates=1",  # a curve point per update (dvc plots)
+]
 SYNTH = {
     "train": {"n": 8, "seed": 1},
     "valid": {"n": 4, "seed": 2},

@@ -103,6 +103,7 @@ def test_config_dir_and_accept_drift_reach_the_pod(team_env, capsys):
     job = render(capsys, xp.sig, "valid", "2", "--config-dir", str(USER_CONFIG), "--accept-drift")
     run = run_args(job)
     assert (run.config_dir, run.accept_drift) == (str(USER_CONFIG), True)
+    assert run.expect_sig == xp.sig  # the pod refuses to run if its overrides sign otherwise
     assert signature(run.overrides, config_dir=run.config_dir) == xp.sig
     # Without the folder, the same overrides cannot compose: what the pod would have hit.
     with pytest.raises(ConfigError, match="my_solver"):

@@ -209,9 +209,8 @@ def test_prometheus_scrapes_the_demo_codec(start_prometheus, tmp_path):
     assert seconds == pytest.approx(items * 1.0) and items > 0  # 1 s segments
     assert list(last(f"audioflow_build_info{{{sel}}}").values()) == [1.0]
     assert list(last(f"audioflow_epochs{{{sel}}}").values()) == [1.0]
-    lrs = last(f"audioflow_learning_rate{{{sel}}}")
-    if not lrs:
-        # the solver core's lr/<opt> keys; until the core adds them this checks nothing
-        pytest.xfail("the solver core adds no lr/<opt> key to the update metrics yet")
+    lrs = last(f"audioflow_learning_rate{{{sel}}}")  # from the solver core's lr/main
     assert [json.loads(k)["optimizer"] for k in lrs] == ["main"]
     assert list(lrs.values()) == [pytest.approx(3e-3)]
+    (norm,) = last(f'audioflow_grad_norm{{{sel},optimizer="main"}}').values()
+    assert norm > 0

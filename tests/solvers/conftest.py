@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def subprocess_env(tmp_root: Path, **extra) -> dict:
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.update(OMP_NUM_THREADS="1", AUDIOFLOW_XP_DIR=str(tmp_root), **extra)
     return env
+
+
+def run_audioflow(user_dir: Path, root: Path, *args: str, **env) -> subprocess.CompletedProcess:
+    """``audioflow run ARGS --config-dir USER_DIR`` in a subprocess, XPs under ``root``."""
+    cmd = [sys.executable, "-m", "audioflow.cli", "run", *args, "--config-dir", str(user_dir)]
+    return subprocess.run(
+        cmd, env=subprocess_env(root, **env), capture_output=True, text=True, timeout=300
+    )

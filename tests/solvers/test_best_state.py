@@ -38,7 +38,7 @@ def test_stored_nan_best_counts_as_no_best(make_solver):
     first = make_solver("optim.epochs=1")
     first.epoch = 1
     first.best = BestState(first.stateful.snapshot(first.stateful.best), math.nan, 1)
-    first._save_best({"loss": math.nan})
+    first.best.save(first.folder, first.xp.sig, "loss", {"loss": math.nan})
     solver = make_solver("optim.epochs=1")
     solver.run()
     best = json.loads((solver.folder / "best.json").read_text())

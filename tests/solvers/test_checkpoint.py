@@ -191,3 +191,17 @@ def test_a_full_disk_during_training_is_one_line_and_leaves_no_marker(
     assert "Traceback" not in err
     assert not layout.marker_path(folder, "train", 1).exists()
     assert not list(folder.rglob("*.tmp")) and not list(folder.glob("checkpoint*.th"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_background_save_of_cuda_tensors_copies_them_to_the_host(tmp_path):
+    weight = torch.arange(12.0, device="cuda").reshape(3, 4)
+    state = {"w": weight, "row": weight[1], "step": torch.tensor(3, device="cuda")}
+    handle = checkpoint.save({"kind": "checkpoint", **state}, tmp_path / "c.th", background=True)
+    weight.mul_(0)  # the GPU state moves on at once
+    handle.wait()
+    saved = checkpoint.load(tmp_path / "c.th")
+    assert saved["w"].device.type == "cpu"
+    assert torch.equal(saved["w"], torch.arange(12.0).reshape(3, 4))
+    assert torch.equal(saved["row"], torch.arange(4.0, 8.0)) and saved["step"] == 3

@@ -8,7 +8,7 @@ import torch
 
 from audioflow.solvers import checkpoint
 
-from .conftest import subprocess_env
+from .conftest import run_audioflow, subprocess_env
 
 # no dropout and no input noise: those draw per-rank random numbers and would differ
 OVERRIDES = ["toy.dropout=0.0", "toy.noise=0.0", "optim.epochs=1", "optim.ema.use=true"]
@@ -67,3 +67,19 @@ def test_two_processes_killed_mid_epoch_resume_each_rank_exactly(user_dir, tmp_p
     assert a["state"]["history"] == b["state"]["history"]
     for key, value in a["state"]["model"].items():
         assert torch.equal(b["state"]["model"][key], value), key
+
+
+def test_two_processes_with_accum_grad_and_bf16(make_solver, user_dir, tmp_path):
+    """The AudioCraft-style solver under `run -d 2` with optim.accum_grad=2, precision=bf16."""
+    overrides = [*OVERRIDES, "optim.accum_grad=2", "optim.precision=bf16"]
+    single = make_solver(*overrides)
+    single.run()
+    root = tmp_path / "two"
+    done = run_audioflow(user_dir, root, "-d", "2", "solver=my_solver", *overrides)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (folder,) = (root / "xps").iterdir()
+    two = checkpoint.load(folder / "checkpoint.th")["state"]
+    assert two["optimizer"]["state"][0]["step"].item() == 5  # 5 updates of 2 micro-batches
+    for key, value in single.model.state_dict().items():
+        # bf16 sums the batch's gradients in another order on 2 processes
+        torch.testing.assert_close(two["model"][key], value, rtol=2e-2, atol=2e-3)

@@ -2,14 +2,12 @@
 every rank's generated samples (1 process against 2 gloo processes, same global batch)."""
 
 import json
-import subprocess
-import sys
 
 import torch
 
 from audioflow.solvers import checkpoint
 
-from .conftest import subprocess_env
+from .conftest import run_audioflow
 
 
 def test_per_sample_noise_counts_and_samples_match_one_and_two_processes(
@@ -18,15 +16,8 @@ def test_per_sample_noise_counts_and_samples_match_one_and_two_processes(
     overrides = ["solver=noisy_solver", "optim.epochs=1"]
     single = make_solver(*overrides[1:], "solver=noisy_solver")
     single.run()
-    cmd = [sys.executable, "-m", "audioflow.cli", "run", "-d", "2", *overrides]
     root = tmp_path / "two"
-    done = subprocess.run(
-        [*cmd, "--config-dir", str(user_dir)],
-        env=subprocess_env(root),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_audioflow(user_dir, root, "-d", "2", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     (folder,) = (root / "xps").iterdir()
     one = checkpoint.load(single.folder / "checkpoint.th")["state"]["model"]

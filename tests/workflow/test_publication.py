@@ -47,4 +47,4 @@ def test_pointing_publish_at_an_older_xp_publishes_it(tmp_path):
     assert "Nothing to be done" in done.stdout + done.stderr, done.stdout
     config = write_config(tmp_path, xps=xps, publish=[{"xp": "other", "as": "ref"}])
     counts = job_counts(snakemake(tmp_path, "-n", "--configfile", str(config)).stdout)
-    assert counts == {"publish": 1, "report": 1, "all": 1}
+    assert counts == {"publish": 1, "dvc_report": 1, "all": 1}

@@ -116,6 +116,9 @@ def test_bad_arguments_are_one_line_and_exit_2(xps, monkeypatch, capsys, tmp_pat
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(e.startswith("audioflow report: ") for e in errors)
     assert "0000beef" in errors[2] and not (tmp_path / "x").exists()
+    # a unique prefix names the XP
+    assert main(["report", sigs[0][:6], "-o", str(tmp_path / "y")]) == 0
+    assert f"XP <code>{sigs[0]}</code>" in (tmp_path / "y" / "index.html").read_text()
 
 
 def test_a_damaged_history_is_named(xps, monkeypatch, capsys, tmp_path):
@@ -128,5 +131,10 @@ def test_a_damaged_history_is_named(xps, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(tmp_path))
     assert main(["report", sig]) == 2
     err = capsys.readouterr().err
-    assert "history.json: not valid JSON" in err
+    assert "history.json: not valid JSON" in err and len(err.splitlines()) == 1
+    (copy / "history.json").write_text("[]")
+    (copy / "config.yaml").write_text("optim: [unclosed\n")
+    assert main(["report", sig]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml: not valid YAML" in err and len(err.splitlines()) == 1
     assert json.loads((copy / "overrides.json").read_text())

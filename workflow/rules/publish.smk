@@ -30,9 +30,10 @@ rule publish:
         " && mv {output}.tmp {output}"
 
 
-# Report rule: the published XP's final evaluate metrics (JSON), per-epoch and per-update
-# histories (CSV) under reports/<as>/, which dvc.yaml declares as metrics and plots.
-rule report:
+# DVC report rule: the published XP's final evaluate metrics (JSON), per-epoch and
+# per-update histories (CSV) under reports/<as>/, which dvc.yaml declares as metrics and
+# plots (`xp_report` in report.smk writes each XP's HTML page).
+rule dvc_report:
     input:
         publish_inputs,
     output:

@@ -1,4 +1,5 @@
-# XP report rule: `audioflow report` of every declared XP once the stages of its last epoch
+# XP report rule (the page a person reads; `dvc_report` in publish.smk writes DVC's files):
+# `audioflow report` of every declared XP once the stages of its last epoch
 # (valid, evaluate, generate) are done, in <xp_root>/xps/<sig>/report/index.html: overrides,
 # best state, stage timings, a chart per quantity and the listening pages, needing no network.
 
@@ -15,13 +16,11 @@ rule xp_report:
         _short(layout.stage_logs_dir(CLUSTER["xp_root"]) / "{sig}" / f"{layout.REPORT_DIR}.log"),
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
+        python=sys.executable,
     conda:
         CONDA_ENV
-    threads: 1
+    threads: stage_threads("report")
     resources:
-        mem_mb=1000,
-        gpu=0,
-        nodes=1,
-        nproc_per_node=1,
+        **stage_resources("report"),
     shell:
-        "audioflow report {wildcards.sig} -o {params.folder} > {log} 2>&1"
+        "{params.python} -m audioflow.cli report {wildcards.sig} -o {params.folder} > {log} 2>&1"

@@ -105,6 +105,31 @@ def stage_log_path(xp_root: Path | str, sig: str, stage: str, epoch: int | str) 
     return stage_logs_dir(xp_root) / sig / STAGES_DIR / f"{stage}_{epoch}.log"
 
 
+#: The listening page the generate stage writes in each ``<generate.path>/epoch_<E>/``.
+SAMPLES_PAGE = "index.html"
+_SAMPLES_EPOCH_RE = re.compile(r"^epoch_(\d+)$")
+
+
+def samples_dir(folder: Path | str, samples: str, epoch: int | str) -> Path:
+    """``<folder>/<samples>/epoch_<E>``: where generate E writes (``samples``: generate.path)."""
+    return Path(folder) / samples / f"epoch_{epoch}"
+
+
+def samples_page(folder: Path | str, samples: str, epoch: int | str) -> Path:
+    """``<folder>/<samples>/epoch_<E>/index.html``: the listening page of generate E."""
+    return samples_dir(folder, samples, epoch) / SAMPLES_PAGE
+
+
+def samples_pages(folder: Path | str, samples: str) -> list[tuple[int, Path]]:
+    """(epoch, page) of every generate epoch's listening page that exists, by epoch."""
+    pages = []
+    for page in (Path(folder) / samples).glob(f"epoch_*/{SAMPLES_PAGE}"):
+        match = _SAMPLES_EPOCH_RE.match(page.parent.name)
+        if match:
+            pages.append((int(match.group(1)), page))
+    return sorted(pages)
+
+
 def solver_log_name(rank: int = 0) -> str:
     """``solver.log`` for rank 0, ``solver.<rank>.log`` for the others."""
     return "solver.log" if rank == 0 else f"solver.{rank}.log"

@@ -57,7 +57,28 @@ def stage_options(cfg: Any, stage: str) -> dict:
     return opts
 
 
-def _load_entries(stage: str, manifest: str) -> list[dict]:
+def per_rank_batch_size(batch_size: int, world_size: int, stage: str) -> int:
+    """Each rank's share of the global ``dataset.batch_size`` of ``stage``.
+
+    Raises:
+        ConfigError: the batch does not split evenly over the ranks.
+    """
+    from audioflow.config.errors import ConfigError
+
+    if batch_size < world_size or batch_size % world_size:
+        raise ConfigError(
+            f"dataset.batch_size={batch_size} ({stage}) must be a positive multiple of the "
+            f"world size {world_size}"
+        )
+    return batch_size // world_size
+
+
+def load_stage_manifest(stage: str, manifest: str) -> list[dict]:
+    """The entries of the manifest ``datasource.<stage>`` names (team path mappings applied).
+
+    Raises:
+        ConfigError: the manifest is missing or unreadable (the message names the key).
+    """
     from audioflow.config.errors import ConfigError
     from audioflow.config.paths import resolve_path
 
@@ -110,18 +131,13 @@ def build_audio_loaders(cfg: Any, world_size: int = 1, rank: int = 0) -> dict[st
             continue
         opts = stage_options(cfg, stage)
         batch_size = int(opts["batch_size"])
-        if batch_size < world_size or batch_size % world_size:
-            raise ConfigError(
-                f"dataset.batch_size={batch_size} ({stage}) must be a positive multiple of the "
-                f"world size {world_size}"
-            )
-        per_rank = batch_size // world_size
+        per_rank = per_rank_batch_size(batch_size, world_size, stage)
         num_samples = opts["num_samples"]
         if stage == "train" and num_samples is None:
             num_samples = num_batches * batch_size
         try:
             dataset = AudioDataset(
-                _load_entries(stage, manifest),
+                load_stage_manifest(stage, manifest),
                 sample_rate=int(cfg.sample_rate),
                 channels=int(cfg.channels),
                 segment_duration=opts["segment_duration"],

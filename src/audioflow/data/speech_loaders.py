@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from audioflow.data.builders import STAGES, _get, _load_entries
+from audioflow.data.builders import (
+    STAGES,
+    load_stage_manifest,
+    per_rank_batch_size,
+    stage_options,
+)
 from audioflow.data.samplers import BucketBatchSampler
 from audioflow.data.speech import SpeechDataset, collate_speech
 
@@ -33,51 +39,44 @@ def build_speech_loaders(cfg: Any, world_size: int = 1, rank: int = 0) -> dict[s
     """
     from audioflow.config.errors import ConfigError
 
-    datasource = _get(cfg, "datasource")
+    datasource = OmegaConf.select(cfg, "datasource")
     if datasource is None:
         raise ConfigError("datasource: missing; pick a speech dataset, e.g. dset=speech/digits")
-    dataset_cfg = _get(cfg, "dataset")
-    optim = _get(cfg, "optim")
-    num_batches = int(_get(optim, "updates_per_epoch", 1)) * int(_get(optim, "accum_grad", 1))
-    max_duration = _get(dataset_cfg, "max_duration")
+    num_batches = int(cfg.optim.updates_per_epoch) * int(cfg.optim.accum_grad)
+    max_duration = OmegaConf.select(cfg, "dataset.max_duration")
     loaders = {}
     for stage in STAGES:
-        manifest = _get(datasource, stage)
+        manifest = datasource.get(stage)
         if manifest is None:
             continue
-        stage_cfg = _get(dataset_cfg, stage)
-        batch_size = int(_get(stage_cfg, "batch_size", _get(dataset_cfg, "batch_size", 16)))
-        if batch_size < world_size or batch_size % world_size:
-            raise ConfigError(
-                f"dataset.batch_size={batch_size} ({stage}) must be a positive multiple of the "
-                f"world size {world_size}"
-            )
+        opts = stage_options(cfg, stage)
+        train = stage == "train"
         try:
             dataset = SpeechDataset(
-                _load_entries(stage, manifest),
+                load_stage_manifest(stage, manifest),
                 int(cfg.sample_rate),
-                max_duration=None if stage != "train" or max_duration is None else max_duration,
+                max_duration=max_duration if train else None,
             )
         except ValueError as err:
             raise ConfigError(f"datasource.{stage} ({manifest}): {err}") from None
-        train = stage == "train"
         sampler = BucketBatchSampler(
             dataset.durations,
-            batch_size // world_size,
+            per_rank_batch_size(int(opts["batch_size"]), world_size, stage),
             num_batches if train else None,
             world_size,
             rank,
-            seed=int(_get(cfg, "seed", 0)),
+            seed=int(OmegaConf.select(cfg, "seed", default=0)),
             shuffle=train,
             # generate shows its first utterances: manifest order, not the shortest ones
-            bucketing=stage != "generate" and bool(_get(dataset_cfg, "bucketing", True)),
-            bucket_batches=int(_get(dataset_cfg, "bucket_batches", 32)),
+            bucketing=stage != "generate"
+            and bool(OmegaConf.select(cfg, "dataset.bucketing", default=True)),
+            bucket_batches=int(OmegaConf.select(cfg, "dataset.bucket_batches", default=32)),
         )
         loaders[stage] = DataLoader(
             dataset,
             batch_sampler=sampler,
-            num_workers=int(_get(stage_cfg, "num_workers", _get(dataset_cfg, "num_workers", 0))),
+            num_workers=int(opts["num_workers"]),
             collate_fn=collate_speech,
-            pin_memory=str(_get(cfg, "device", "cpu")).startswith("cuda"),
+            pin_memory=str(cfg.get("device", "cpu")).startswith("cuda"),
         )
     return loaders

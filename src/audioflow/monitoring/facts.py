@@ -12,10 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from audioflow.config import layout
-
-#: Words that make a metric name a loss: what AudioCraft-style solvers, which step their own
-#: optimizer, call the values they minimise (cross-entropy, negative log-likelihood, CTC).
-LOSS_WORDS = frozenset({"loss", "ce", "nll", "ctc"})
+from audioflow.monitoring.names import is_loss_name
 
 
 @dataclass(frozen=True)
@@ -52,10 +49,9 @@ class RunFacts:
         """Whether the metric ``name`` is a loss (else a quality or diagnostic metric).
 
         A loss is a term of the config's ``losses`` group, an OptimScheduler's
-        ``optim_loss``, or a name with one of the words of :data:`LOSS_WORDS` between its
-        underscores (``gen_loss``, ``ce``, ``ce_q0``, ``ctc_loss``; not ``ppl``, ``sisnr``).
+        ``optim_loss``, or a name that says so (:func:`~audioflow.monitoring.names.is_loss_name`).
         """
-        return name in self.loss_names or not LOSS_WORDS.isdisjoint(name.split("_"))
+        return name in self.loss_names or is_loss_name(name)
 
 
 def run_facts(xp=None) -> RunFacts:

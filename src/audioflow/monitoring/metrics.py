@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 
 from audioflow.monitoring.facts import RunFacts
+from audioflow.monitoring.names import is_optim_key, split_optim_key
 from audioflow.monitoring.resources import ResourceCollector
 
 LABELS = ("signature", "stage", "rank")
@@ -168,10 +169,9 @@ class StageMetrics:
         if self.facts.item_seconds:
             self._audio_seconds.inc(items * float(self.facts.item_seconds))
         for name, value in losses.items():
-            if name.startswith("lr/"):
-                self._lr.set(name[3:], value)
-            elif name.startswith("grad_norm/"):
-                self._grad_norm.set(name[10:], value)
+            if is_optim_key(name):
+                kind, optimizer = split_optim_key(name)
+                (self._lr if kind == "lr" else self._grad_norm).set(optimizer, value)
             elif self.facts.is_loss(name):
                 self._loss.set(name, value)
             else:

@@ -7,7 +7,14 @@
   ``step()`` goes through the solver's protocol; :func:`managed` does it for any class.
 """
 
-from .builder import BUILTIN_TYPES, build_optim_sches, build_optimizer, build_protocol
+from .builder import (
+    BUILTIN_TYPES,
+    adopt_optimizers,
+    build_optim_sches,
+    build_optimizer,
+    build_protocol,
+    build_solver_protocol,
+)
 from .errors import OptimConfigError
 from .managed import ManagedOptimizer, managed
 from .protocol import OptimProtocol, WindowResult
@@ -20,8 +27,10 @@ __all__ = [
     "OptimProtocol",
     "OptimScheduler",
     "WindowResult",
+    "adopt_optimizers",
     "build_optim_sches",
     "build_optimizer",
     "build_protocol",
+    "build_solver_protocol",
     "managed",
 ]

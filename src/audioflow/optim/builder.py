@@ -8,13 +8,14 @@ key and listing the valid choices.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
 
 from .errors import OptimConfigError
-from .managed import managed
+from .managed import ManagedOptimizer, managed
 from .protocol import PRECISIONS, OptimProtocol
 from .scheduler import OptimScheduler, unwrap_model
 
@@ -231,8 +232,8 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
             f"{', '.join(OPTIMIZERS)}"
         )
     lr = cfg.get("lr")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or lr <= 0:
-        raise OptimConfigError(f"optim.lr={lr!r}: must be a number > 0")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
+        raise OptimConfigError(f"optim.lr={lr!r}: must be a finite number > 0")
     if name == "sgd":
         sgd = dict(cfg.get("sgd") or {})
         return managed(torch.optim.SGD)(
@@ -257,3 +258,74 @@ def build_optimizer(params: Iterable, optim_cfg: Mapping) -> torch.optim.Optimiz
     if "eps" in adam:
         kwargs["eps"] = float(adam["eps"])
     return managed(cls)(params, **kwargs)
+
+
+def adopt_optimizers(protocol: OptimProtocol, attributes: Mapping, accum_grad: int) -> list[str]:
+    """Hand every managed optimizer among a solver's attributes to its protocol.
+
+    Args:
+        protocol: the solver's protocol.
+        attributes: attribute name -> value (registered names first); ``optimizer`` is
+            adopted as ``main``, any other optimizer under its attribute name.
+        accum_grad: ``optim.accum_grad`` (a plain optimizer cannot accumulate).
+
+    Returns:
+        The attribute names of plain torch optimizers (not routed through the protocol).
+
+    Raises:
+        OptimConfigError: a plain torch optimizer with accum_grad or precision set.
+    """
+    plain, seen = [], set()
+    for attr, opt in attributes.items():
+        if not isinstance(opt, torch.optim.Optimizer) or id(opt) in seen:
+            continue
+        seen.add(id(opt))
+        if isinstance(opt, ManagedOptimizer):
+            protocol.adopt("main" if attr == "optimizer" else attr, opt)
+            continue
+        if accum_grad != 1 or protocol.precision != "fp32":
+            raise OptimConfigError(
+                f"self.{attr} is a plain {type(opt).__name__}: optim.accum_grad and "
+                "optim.precision need it built with audioflow.optim.build_optimizer "
+                "(or audioflow.optim.managed(torch.optim.X)(...))"
+            )
+        plain.append(attr)
+    return plain
+
+
+def build_solver_protocol(
+    cfg, attributes: Mapping, world_size: int, device: torch.device
+) -> tuple[OptimProtocol, list[str]]:
+    """A solver's protocol: over ``cfg.optim_sches``, or adopting its managed optimizers.
+
+    Args:
+        cfg: the XP's config (``optim``, ``optim_sches``).
+        attributes: the solver's attribute name -> value, after ``build_model`` (the
+            OptimSchedulers train ``attributes["model"]``).
+        world_size: processes of the run (DDP when > 1).
+        device: the solver's device.
+
+    Returns:
+        ``(protocol, plain)``: plain lists the attributes holding plain torch optimizers.
+
+    Raises:
+        OptimConfigError: a bad optim/optim_sches setting.
+        AttributeError: ``optim_sches`` without ``self.model``.
+    """
+    optim = cfg.optim
+    sches = cfg.get("optim_sches")
+    if sches is None:
+        protocol = build_protocol(optim, device.type)
+        return protocol, adopt_optimizers(protocol, attributes, int(optim.accum_grad))
+    model = attributes.get("model")
+    if model is None:
+        raise AttributeError("optim_sches needs build_model() to set self.model")
+    protocol = build_optim_sches(
+        sches,
+        model,
+        distributed=world_size > 1,
+        accum_grad=int(optim.accum_grad),
+        precision=str(optim.precision),
+        ft_factor=float(optim.ft_factor),
+    )
+    return protocol, []

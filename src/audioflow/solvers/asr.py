@@ -90,13 +90,13 @@ class AsrSolver(StandardSolver):
     def _new_tokenizer(self):
         """A vocabulary built from the train transcripts (``tokenizer.kind``)."""
         from audioflow.config.errors import ConfigError
-        from audioflow.data.builders import _load_entries
+        from audioflow.data.builders import load_stage_manifest
         from audioflow.data.tokenizer import build_tokenizer
 
         train = OmegaConf.select(self.cfg, "datasource.train")
         if train is None:
             raise ConfigError("datasource.train: missing; the vocabulary is built from it")
-        texts = [str(e["text"]) for e in _load_entries("train", train) if e.get("text")]
+        texts = [str(e["text"]) for e in load_stage_manifest("train", train) if e.get("text")]
         kind = str(OmegaConf.select(self.cfg, "tokenizer.kind", default="char"))
         size = int(OmegaConf.select(self.cfg, "tokenizer.vocab_size", default=256))
         try:

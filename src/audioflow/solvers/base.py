@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +31,11 @@ import torch
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from audioflow import atomic
 from audioflow.config import layout
 from audioflow.config.xp import current_xp
 
 from . import checkpoint, distrib, history, logs, rng
+from .batches import batch_items, loader_length, train_batches
 from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
 
 
@@ -455,9 +454,9 @@ class StandardSolver(ABC):
         self._set_mode(train)
         if train:
             total, start, avg = self._micro_per_epoch(), self.loop.micro, self._train_avg
-            batches = self._train_batches(loader, start, total)
+            batches = train_batches(loader, self.epoch, self.settings.seed, start, total)
         else:
-            total, start, avg = _length(loader), 0, logs.Averager()
+            total, start, avg = loader_length(loader), 0, logs.Averager()
             batches = enumerate(loader)
         label = f"{stage} {self.epoch}/{self.settings.epochs}"
         log_every = self.settings.log_updates
@@ -475,7 +474,7 @@ class StandardSolver(ABC):
                     with torch.no_grad(), self.protocol.autocast():
                         metrics = _detached(self.run_step(idx, batch, {}))
                     window = None
-                    items += _batch_items(batch)
+                    items += batch_items(batch)
                 pending.append(metrics)
                 ended = not train or window is not None  # inside a window: keep collecting
                 if ended:
@@ -599,34 +598,6 @@ class StandardSolver(ABC):
     def _micro_per_epoch(self) -> int:
         return self.settings.updates_per_epoch * self.settings.accum_grad
 
-    def _train_batches(self, loader, start: int, total: int) -> Iterator[tuple[int, object]]:
-        """Micro-batches ``start .. total-1`` of the epoch, re-iterating a short loader.
-
-        Pass p of epoch E sets the sampler's epoch to E (p = 0) or E * 1000 + p, so each
-        pass is a fresh deterministic order; iterators are created in an isolated RNG block
-        and skipped batches are drawn there too, so resuming never shifts the RNG stream.
-        """
-        length = _length(loader)
-        pos, pass_idx = 0, 0  # pos: micro index at the start of the current pass
-        while pos < total:
-            if length and pos + length <= start:  # a whole pass before the resume point
-                pos += length
-                pass_idx += 1
-                continue
-            skip = max(0, start - pos)
-            sampler_epoch = self.epoch * 1000 + pass_idx if pass_idx else self.epoch
-            with rng.isolated(rng.derive_seed(self.settings.seed, "train", self.epoch, pass_idx)):
-                iterator = _start_pass(loader, sampler_epoch, skip)
-            idx = pos + skip
-            for batch in iterator:
-                if idx >= total:  # also when resuming with the epoch's updates all done
-                    return
-                yield idx, batch
-                idx += 1
-            if idx == pos:
-                raise RuntimeError("the train loader yielded no batch; check dataset.train")
-            pos, pass_idx = idx, pass_idx + 1
-
     def _set_mode(self, train: bool) -> None:
         for name in self.stateful.stateful:
             module = getattr(self, name)
@@ -639,14 +610,12 @@ class StandardSolver(ABC):
         Raises:
             NonFiniteStageError: naming the module and tensor.
         """
-        for name, module in self.stateful.modules(self.stateful.stateful).items():
-            for key, value in module.state_dict().items():
-                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                    raise NonFiniteStageError(
-                        f"train epoch {self.epoch}: {name}.{key} holds non-finite values; "
-                        "the epoch is not recorded as done (lower optim.lr, check the data, "
-                        "or use precision=fp32)"
-                    )
+        bad = self.stateful.nonfinite_tensor()
+        if bad is not None:
+            raise NonFiniteStageError(
+                f"train epoch {self.epoch}: {bad} holds non-finite values; the epoch is not "
+                "recorded as done (lower optim.lr, check the data, or use precision=fp32)"
+            )
 
     # -- checkpoints, resume, best state ------------------------------------------------------
     def restore(self) -> bool:
@@ -730,34 +699,20 @@ class StandardSolver(ABC):
                 value,
             )
             return False
-        best = self.best.value
-        if best is not None and not math.isfinite(best):
-            best = None  # a non-finite best (saved before this check existed): no best yet
         lower = bool(self.cfg.best.lower_is_better) if "best" in self.cfg else True
-        better = best is None or value is None or (value < best if lower else value > best)
-        if better:
-            self.best = BestState(self.stateful.snapshot(self.stateful.best), value, self.epoch)
-            self._save_best(metrics)
-        return better
-
-    def _save_best(self, metrics: dict) -> None:
-        if not self.is_rank_zero:
-            return
-        name = self._best_metric_name()
-        payload = {"kind": "best", "sig": self.xp.sig, "epoch": self.best.epoch}
-        payload.update({"metric": name, "value": self.best.value, "state": self.best.state})
-        checkpoint.save(payload, self.folder / layout.BEST_CHECKPOINT)
-        info = {"epoch": self.best.epoch, "metric": name, "value": self.best.value}
-        atomic.write_json({**info, "valid": metrics}, self.folder / layout.BEST_FILE)
+        if not self.best.beaten_by(value, lower):
+            return False
+        self.best = BestState(self.stateful.snapshot(self.stateful.best), value, self.epoch)
+        if self.is_rank_zero:
+            self.best.save(self.folder, self.xp.sig, name, metrics)
+        return True
 
     def _load_best_file(self) -> bool:
         """Read best.th into ``best`` (stage runs); False when there is none yet."""
-        path = self.folder / layout.BEST_CHECKPOINT
-        if not path.exists():
-            return False
-        payload = checkpoint.load(path, sig=self.xp.sig, kind="best")
-        self.best = BestState(payload["state"], payload["value"], payload["epoch"])
-        return True
+        found = BestState.load(self.folder, self.xp.sig)
+        if found is not None:
+            self.best = found
+        return found is not None
 
     def swap_best_state(self):
         """Run a block with the best state loaded (no-op before the first valid)."""
@@ -781,62 +736,23 @@ class StandardSolver(ABC):
 
     # -- construction helpers -----------------------------------------------------------------
     def _build_protocol(self) -> None:
-        """The optimizer protocol: over ``optim_sches``, or adopting the solver's optimizers."""
-        from audioflow import optim
+        """The optimizer protocol: over ``optim_sches``, or adopting the solver's optimizers
+        (``self.optimizer`` is reported as ``main``, others under their attribute names)."""
+        from audioflow.optim import build_solver_protocol
 
-        cfg = self.cfg.optim
-        if self._select("optim_sches") is None:
-            self.protocol = optim.build_protocol(cfg, self.device.type)
-            self._adopt_optimizers()
-        else:
-            model = getattr(self, "model", None)
-            if model is None:
-                raise AttributeError("optim_sches needs build_model() to set self.model")
-            self.protocol = self.optim_sches = optim.build_optim_sches(
-                self.cfg.optim_sches,
-                model,
-                distributed=self.world_size > 1,
-                accum_grad=int(cfg.accum_grad),
-                precision=str(cfg.precision),
-                ft_factor=float(cfg.ft_factor),
+        names = dict.fromkeys([*self.stateful.stateful, *vars(self)])
+        self.protocol, plain = build_solver_protocol(
+            self.cfg, {n: getattr(self, n, None) for n in names}, self.world_size, self.device
+        )
+        if self._select("optim_sches") is not None:
+            self.optim_sches = self.protocol
+        for attr in plain:
+            self.logger.warning(
+                "self.%s is a plain torch optimizer: it gets no NaN policy, clipping or "
+                "ft_factor; build it with audioflow.optim.build_optimizer",
+                attr,
             )
         self.register_stateful("protocol")
-
-    def _adopt_optimizers(self) -> None:
-        """Route every optimizer the solver holds through the protocol.
-
-        ``self.optimizer`` is reported as ``main`` (``lr/main``, ``grad_norm/main``); any
-        other under its attribute name.
-
-        Raises:
-            ConfigError: a plain torch optimizer with accum_grad or precision set.
-        """
-        from audioflow.config.errors import ConfigError
-        from audioflow.optim import ManagedOptimizer
-
-        names = [*self.stateful.stateful, *vars(self)]
-        seen: set[int] = set()
-        for attr in dict.fromkeys(names):
-            opt = getattr(self, attr, None)
-            if not isinstance(opt, torch.optim.Optimizer) or id(opt) in seen:
-                continue
-            seen.add(id(opt))
-            name = "main" if attr == "optimizer" else attr
-            if isinstance(opt, ManagedOptimizer):
-                self.protocol.adopt(name, opt)
-                continue
-            if self.settings.accum_grad != 1 or self.protocol.precision != "fp32":
-                raise ConfigError(
-                    f"self.{attr} is a plain {type(opt).__name__}: optim.accum_grad and "
-                    "optim.precision need it built with audioflow.optim.build_optimizer "
-                    "(or audioflow.optim.managed(torch.optim.X)(...))"
-                )
-            self.logger.warning(
-                "self.%s is a plain %s: it gets no NaN policy, clipping or ft_factor; build "
-                "it with audioflow.optim.build_optimizer",
-                attr,
-                type(opt).__name__,
-            )
 
     def _build_ema(self) -> None:
         if not self.stateful.ema or not bool(self._select("optim.ema.use", False)):
@@ -911,39 +827,3 @@ def _is_nonfinite(value) -> bool:
     if torch.is_tensor(value):
         return value.numel() == 1 and not bool(torch.isfinite(value).all())
     return isinstance(value, float) and not math.isfinite(value)
-
-
-def _batch_items(batch) -> int:
-    """The number of samples in a batch (the first dimension of its first tensor)."""
-    if torch.is_tensor(batch):
-        return int(batch.shape[0]) if batch.dim() else 1
-    if isinstance(batch, list | tuple) and batch:
-        return _batch_items(batch[0])
-    if isinstance(batch, dict) and batch:
-        return _batch_items(next(iter(batch.values())))
-    return 1
-
-
-def _length(loader) -> int:
-    try:
-        return len(loader)
-    except TypeError:
-        return 0
-
-
-def _start_pass(loader, sampler_epoch: int, skip: int):
-    """A fresh iterator positioned ``skip`` batches into the pass."""
-    targets = [getattr(loader, a, None) for a in ("batch_sampler", "sampler", "dataset")]
-    targets = [t for t in targets if t is not None]
-    for target in targets:
-        if hasattr(target, "set_epoch"):
-            target.set_epoch(sampler_epoch)
-    for target in targets[:2]:
-        if hasattr(target, "set_start"):
-            target.set_start(skip)
-            skip = 0
-            break
-    iterator = iter(loader)
-    for _ in range(skip):
-        next(iterator)
-    return iterator

@@ -119,6 +119,8 @@ def _host_copy(obj: Any, memo: dict) -> Any:
     other values deep-copied."""
     if isinstance(obj, torch.Tensor):
         obj = obj.detach()
+        if obj.layout != torch.strided or obj.is_quantized:  # no plain storage to share
+            return obj.to("cpu").clone()
         storage = obj.untyped_storage()
         key = (obj.device, storage.data_ptr(), storage.nbytes())
         copied = memo.get(key)

@@ -105,7 +105,10 @@ class LMSolver(StandardSolver):
         self.frame_rate, self.sample_rate = float(contract.frame_rate), contract.sample_rate
         self.segment_frames = max(1, round(float(cfg.dataset.segment_duration) * self.frame_rate))
         arch = OmegaConf.to_container(cfg.transformer_lm, resolve=True)
+        # the condition prefix, then the longest sequence the XP trains or samples
         steps = 1 + pattern.sequence_length(self._max_frames())
+        if arch.get("max_steps") is None:  # sized from the codec's frame rate
+            arch["max_steps"] = steps
         if int(arch["max_steps"]) < steps:
             raise _config_error(
                 f"transformer_lm.max_steps={arch['max_steps']}: the longest sequence needs "
@@ -318,11 +321,9 @@ class LMSolver(StandardSolver):
         nll, count = self._nll(codes, frames, infos)
         ce = nll.sum() / count.sum().clamp(min=1)
         if self.is_training:
+            # the optimizer protocol clips to optim.max_norm and applies the NaN policy
             self.optimizer.zero_grad(set_to_none=True)
-            ce.backward()
-            max_norm = float(self.cfg.optim.max_norm)
-            if max_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            self.backward(ce)
             self.optimizer.step()
         ce = ce.detach()
         metrics["ce"] = ce

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from audioflow.monitoring import names
+
 from .tensorboard import TensorBoard  # noqa: F401 - the solver builds it as logs.TensorBoard
 
 LOGGER_NAME = "audioflow.solver"
@@ -102,7 +104,7 @@ def key_metrics(metrics: dict, keys: tuple[str, ...] | None = None) -> dict:
     Args:
         metrics: all the step's metrics.
         keys: the names to show (see :func:`progress_keys`); None: the losses first
-            (names ending in ``loss``), then the others, in the order given.
+            (:func:`~audioflow.monitoring.names.is_loss_name`), then the others, in order.
 
     Returns:
         At most :data:`PROGRESS_KEYS` entries; optimizer keys (``lr/``, ``grad_norm/``)
@@ -110,9 +112,9 @@ def key_metrics(metrics: dict, keys: tuple[str, ...] | None = None) -> dict:
     """
     if keys:
         return {k: metrics[k] for k in keys if k in metrics}
-    names = [k for k in metrics if "/" not in k]
-    names.sort(key=lambda k: not k.endswith("loss"))  # stable: the given order otherwise
-    return {k: metrics[k] for k in names[:PROGRESS_KEYS]}
+    shown = [k for k in metrics if not names.is_optim_key(k)]
+    shown.sort(key=lambda k: not names.is_loss_name(k))  # stable: the given order otherwise
+    return {k: metrics[k] for k in shown[:PROGRESS_KEYS]}
 
 
 class Averager:
@@ -127,7 +129,7 @@ class Averager:
     FOLD = 32
     #: Keys whose latest value is reported rather than a mean: a learning rate is a setting
     #: of the update, and its mean over the epoch so far is nobody's learning rate.
-    LATEST = ("lr/",)
+    LATEST = (names.LR,)
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}

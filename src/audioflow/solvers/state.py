@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from audioflow import atomic
 from audioflow.config import layout
 
 from . import checkpoint
@@ -70,6 +72,36 @@ class BestState:
 
     def load_state_dict(self, state: dict) -> None:
         self.state, self.value, self.epoch = state["state"], state["value"], state["epoch"]
+
+    def beaten_by(self, value: float | None, lower_is_better: bool) -> bool:
+        """Whether a validated state of metric ``value`` (None: no metric) is the new best."""
+        best = self.value
+        if best is not None and not math.isfinite(best):
+            best = None  # a non-finite best (saved before this check existed): no best yet
+        if best is None or value is None:
+            return True
+        return value < best if lower_is_better else value > best
+
+    def save(self, folder: Path, sig: str, metric: str | None, valid: dict) -> None:
+        """Write best.th (the state) and best.json (what a person reads), atomically."""
+        payload = {"kind": "best", "sig": sig, "epoch": self.epoch, "metric": metric}
+        payload.update({"value": self.value, "state": self.state})
+        checkpoint.save(payload, Path(folder) / layout.BEST_CHECKPOINT)
+        info = {"epoch": self.epoch, "metric": metric, "value": self.value, "valid": valid}
+        atomic.write_json(info, Path(folder) / layout.BEST_FILE)
+
+    @classmethod
+    def load(cls, folder: Path, sig: str) -> BestState | None:
+        """The best state in ``folder``'s best.th, or None when there is none yet.
+
+        Raises:
+            CheckpointError: best.th is unreadable or of another XP.
+        """
+        path = Path(folder) / layout.BEST_CHECKPOINT
+        if not path.exists():
+            return None
+        payload = checkpoint.load(path, sig=sig, kind="best")
+        return cls(payload["state"], payload["value"], payload["epoch"])
 
 
 def unwrap(obj):
@@ -125,6 +157,14 @@ class StateManager:
                 value.load_state_dict(state[name])
             else:
                 setattr(self.owner, name, copy.deepcopy(state[name]))
+
+    def nonfinite_tensor(self) -> str | None:
+        """``name.key`` of the first registered module tensor holding NaN/inf, or None."""
+        for name, module in self.modules(self.stateful).items():
+            for key, value in module.state_dict().items():
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    return f"{name}.{key}"
+        return None
 
     def snapshot(self, names) -> dict:
         """A copy of these attributes' states (the live tensors keep training)."""

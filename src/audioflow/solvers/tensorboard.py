@@ -21,11 +21,8 @@ from pathlib import Path
 
 from audioflow.config import layout
 from audioflow.monitoring.facts import RunFacts, run_facts
+from audioflow.monitoring.names import THROUGHPUT, is_optim_key
 
-#: Prefixes of the per-update optimizer keys the solver core adds (interface of the loop).
-OPTIM_PREFIXES = ("lr/", "grad_norm/")
-#: The throughput scalars' prefix (computed here, not handed in).
-THROUGHPUT = "throughput/"
 #: Tag prefixes of what is not a stage's own metrics: per-update train scalars and the
 #: train stage's epoch means, which fall on the same steps.
 STAGE_PREFIXES = {"train_updates": "train", "train": "train_epoch"}
@@ -39,7 +36,7 @@ def scalar_tag(stage: str, key: str) -> str:
     Per-update train scalars are ``train/<key>``; the train stage's epoch means, logged at
     the same steps, are ``train_epoch/<key>`` so the two never mix in one curve.
     """
-    if key.startswith(OPTIM_PREFIXES):
+    if is_optim_key(key):
         return f"optim/{key}"
     if key.startswith(THROUGHPUT):
         return key
@@ -162,7 +159,7 @@ class TensorBoard:
 
     def _add_samples(self, epoch: int, step: int) -> None:
         """The generate stage's WAV files (audio tab) and PNG images (image tab)."""
-        folder = self.xp_folder / self.facts.samples_dir / f"epoch_{epoch}"
+        folder = layout.samples_dir(self.xp_folder, self.facts.samples_dir, epoch)
         if not folder.is_dir():
             return
         import numpy as np

@@ -108,7 +108,8 @@ def saved_states(payload: object, path: Path, what: str) -> dict[str, dict]:
     if isinstance(payload, dict) and payload.get("format") == "audioflow.checkpoint":
         if payload.get("kind") == "best":
             return dict(payload.get("state") or {})
-        best = (payload.get("best") or {}).get("state")
+        # the best state is registered with the solver's state ("best"), as the loop's
+        best = (payload.get("best") or (payload.get("state") or {}).get("best") or {}).get("state")
         return dict(best or payload.get("state") or {})
     if _is_module_state(payload):
         return {"": payload}

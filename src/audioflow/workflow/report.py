@@ -109,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("history", type=Path)
     parser.add_argument("updates", type=Path, nargs="?", default=None)
     args = parser.parse_args(argv)
+    from audioflow.config.errors import ConfigError
+
     try:
         write_report(args.xp_folder, args.metrics, args.history, args.updates)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ConfigError) as exc:
         print(f"audioflow report: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -22,6 +22,8 @@ import yaml
 
 from audioflow import atomic
 from audioflow.config import layout
+from audioflow.config.errors import ConfigError
+from audioflow.monitoring import names
 
 #: Stages drawn as markers at the update that ended their epoch.
 EPOCH_STAGES = ("valid", "evaluate")
@@ -69,7 +71,8 @@ def _json(path: Path, default):
     except FileNotFoundError:
         return default
     except ValueError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); rerun the stage that wrote it") from None
+        problem = f"{path}: not valid JSON ({exc}); rerun the stage that wrote it"
+        raise ConfigError(problem) from None
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -88,26 +91,27 @@ def load_xp(folder: Path) -> XPRecord:
     """Read an XP folder.
 
     Raises:
-        FileNotFoundError: the folder is not an XP folder (no overrides.json).
-        ValueError: one of its JSON files is damaged (the message names it).
+        ConfigError: the folder is not an XP folder (no overrides.json), or one of its JSON
+            or YAML files is damaged (the message names it).
     """
     folder = Path(folder)
     if not (folder / layout.OVERRIDES_FILE).is_file():
-        raise FileNotFoundError(
+        raise ConfigError(
             f"{folder}: not an XP folder (no {layout.OVERRIDES_FILE}); `audioflow ls` lists XPs"
         )
     config_file = folder / layout.CONFIG_FILE
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    try:
+        config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(f"{config_file}: not valid YAML ({problem}); restore it") from None
+    if not isinstance(config, dict | type(None)):
+        raise ConfigError(f"{config_file}: not a mapping; restore it")
     per_epoch = ((config or {}).get("optim") or {}).get("updates_per_epoch")
     samples = str(((config or {}).get("generate") or {}).get("path") or layout.SAMPLES_DIR)
     updates = {}
     for row in _jsonl(folder / layout.UPDATES_FILE):
         updates[row.get("update")] = row  # a resumed run logs an update again: the last wins
-    pages = []
-    for page in (folder / samples).glob("epoch_*/index.html"):
-        match = re.fullmatch(r"epoch_(\d+)", page.parent.name)
-        if match:
-            pages.append((int(match.group(1)), page))
     return XPRecord(
         sig=folder.name,
         folder=folder,
@@ -118,7 +122,7 @@ def load_xp(folder: Path) -> XPRecord:
         updates=[updates[k] for k in sorted(updates, key=lambda u: u or 0)],
         best=_json(folder / layout.BEST_FILE, None),
         timings=_jsonl(folder / layout.TIMINGS_FILE),
-        sample_pages=sorted(pages),
+        sample_pages=layout.samples_pages(folder, samples),
     )
 
 
@@ -162,11 +166,11 @@ def chart_order(quantities, best_metric: str | None) -> list[str]:
     def rank(name: str) -> tuple:
         if name == best_metric:
             group = 0
-        elif name.endswith("loss"):
+        elif names.is_loss_name(name):
             group = 1
-        elif name.startswith(("lr/", "grad_norm/")):
+        elif names.is_optim_key(name):
             group = 2
-        elif name.startswith("throughput/"):
+        elif name.startswith(names.THROUGHPUT):
             group = 4
         else:
             group = 3

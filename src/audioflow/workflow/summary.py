@@ -69,7 +69,9 @@ def _format_metrics(metrics: dict | None, limit: int = 5) -> str:
         (k, v)
         for k, v in metrics.items()
         if isinstance(v, int | float) and not re.search(r"_q\d+$", k)
-    ][:limit]
+    ]
+    # headline names first (wer, cer before wer_beam_digits): fewer qualifiers, same order
+    items = sorted(items, key=lambda kv: kv[0].count("_"))[:limit]
     return ", ".join(f"{k}={v:.4g}" for k, v in items) or "-"
 
 

@@ -63,9 +63,11 @@ def _is_handle(target: list[str]) -> bool:
 
 
 def listening_page(folder: Path, samples: str = "samples") -> Path | None:
-    """The newest HTML page under the XP's samples folder (the generate stage's)."""
-    pages = sorted((folder / samples).glob("**/*.html"), key=lambda p: (p.stat().st_mtime, p))
-    return pages[-1] if pages else None
+    """The listening page of the XP's last generate epoch (``samples``: generate.path)."""
+    from ..layout import samples_pages
+
+    pages = samples_pages(folder, samples)
+    return pages[-1][1] if pages else None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _describe(sig: str, overrides: list[str], delta: list, folder: Path, samples: str) -> None:
-    from ..layout import CONFIG_FILE, solver_log_name
+    from ..layout import CONFIG_FILE, STAGES, solver_log_name
     from ..status import format_best, read_status
 
     exists = (folder / CONFIG_FILE).is_file()
@@ -119,7 +121,7 @@ def _describe(sig: str, overrides: list[str], delta: list, folder: Path, samples
     print(f"status     {state.status}{running}, epoch {state.epoch}{of}")
     if state.nonfinite:
         print(f"  not finite: {state.nonfinite}")
-    for stage in ("train", "valid", "evaluate", "generate"):
+    for stage in STAGES:
         if isinstance(state.last.get(stage), dict):
             print(f"  {stage:<9}{_metrics(state.last[stage])}")
     print(f"best       {format_best(state.best)}")

@@ -33,11 +33,49 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def load_recognizer(ref: str, device: str = "cpu"):
+    """The recognizer of a package folder, ``//reference/NAME`` or ``//sig/SIG``.
+
+    Raises:
+        PackageError: not an ASR package (or unreadable); ConfigError: unknown XP, not an
+        ASR XP, no reference dir; CheckpointError: the XP has no best state yet.
+    """
+    from pathlib import Path
+
+    from audioflow.models.asr_package import (
+        SOLVER,
+        LoadedRecognizer,
+        build_recognizer,
+        load_asr_package,
+    )
+    from audioflow.models.codec_ref import SIG_PREFIX
+
+    if not ref.startswith(SIG_PREFIX):
+        return load_asr_package(ref, device)
+    from audioflow.config import xp_from_sig
+    from audioflow.config.errors import ConfigError
+    from audioflow.config.layout import BEST_CHECKPOINT
+    from audioflow.solvers import checkpoint
+
+    xp = xp_from_sig(ref[len(SIG_PREFIX) :])
+    if str(xp.cfg.get("solver")) != SOLVER:
+        raise ConfigError(f"{ref}: XP {xp.sig} trains solver={xp.cfg.get('solver')}, not asr")
+    best_path = Path(xp.folder) / BEST_CHECKPOINT
+    if not best_path.exists():
+        raise checkpoint.CheckpointError(
+            f"{best_path}: no best state yet; run the XP through a valid stage first"
+        )
+    best = checkpoint.load(best_path, sig=xp.sig, kind="best")
+    state = best["state"]
+    model, tokenizer = build_recognizer(xp.cfg, state["model"], state["tokenizer"], ref)
+    metadata = {"signature": xp.sig, "best": {"epoch": best.get("epoch"), "value": best["value"]}}
+    return LoadedRecognizer(model.to(device), tokenizer, int(xp.cfg.sample_rate), metadata, ref)
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from audioflow.data.audio import read_segment
-    from audioflow.models.asr_package import load_asr_package
 
     if args.beam < 1:
         return _fail(f"--beam must be >= 1, got {args.beam}", 2)
@@ -53,7 +91,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         except (RuntimeError, OSError) as err:
             reason = "no such file" if not Path(name).exists() else str(err).split(": ")[-1]
             return _fail(f"{name}: cannot read audio ({reason})", 2)
-    recognizer = load_asr_package(args.model, args.device)
+    recognizer = load_recognizer(args.model, args.device)
     for name in args.files:
         wav = read_segment(name, 0.0, None, recognizer.sample_rate, 1)[0]  # (T,)
         (text,) = recognizer.transcribe([wav], beam_size=args.beam)
@@ -62,14 +100,14 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from audioflow.config.errors import ConfigError
+    from audioflow.config.errors import ConfigError, report
     from audioflow.models.package import PackageError
     from audioflow.solvers.checkpoint import CheckpointError
 
     try:
         return _transcribe(args)
     except ConfigError as exc:
-        return _fail(str(exc), getattr(exc, "exit_code", 2))
+        return report(exc, "audioflow asr")
     except PackageError as exc:
         return _fail(str(exc), exc.exit_code)
     except CheckpointError as exc:
