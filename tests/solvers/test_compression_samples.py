@@ -1,5 +1,6 @@
-"""The listening page's parts: one dB scale for every spectrogram, audible clips, levels,
-the page header and epoch links, and Opus at the matching bitrate."""
+"""The listening page's parts (solvers.pages and compression_samples): one dB scale for
+every spectrogram, audible clips, levels, the page header and epoch links, and Opus at
+the matching bitrate."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from audioflow.metrics import opus
 from audioflow.metrics.codec import si_snr_items
 from audioflow.solvers import compression_samples as samples
+from audioflow.solvers import pages
 
 SR = 16000
 
@@ -23,7 +25,7 @@ def tone(seconds: float = 1.0, amplitude: float = 1.0) -> torch.Tensor:
 
 
 def test_spectrograms_share_one_absolute_scale():
-    loud, quiet = samples.spectrogram_db(tone()), samples.spectrogram_db(tone(amplitude=0.1))
+    loud, quiet = pages.spectrogram_db(tone()), pages.spectrogram_db(tone(amplitude=0.1))
     assert loud.max() == pytest.approx(0.0, abs=1.0)  # a full-scale sine peaks at 0 dB
     # 20 dB quieter is 20 dB darker: no per-image normalisation
     assert loud.max() - quiet.max() == pytest.approx(20.0, abs=0.1)
@@ -31,14 +33,14 @@ def test_spectrograms_share_one_absolute_scale():
 
 def test_active_fraction_tells_silence_from_sound():
     half = torch.cat([tone(0.5), torch.zeros(1, SR // 2)], dim=1)
-    assert samples.active_fraction(tone(), SR) == 1.0
-    assert samples.active_fraction(torch.zeros(1, SR), SR) == 0.0
-    assert samples.active_fraction(half, SR) == pytest.approx(0.5, abs=0.03)
+    assert pages.active_fraction(tone(), SR) == 1.0
+    assert pages.active_fraction(torch.zeros(1, SR), SR) == 0.0
+    assert pages.active_fraction(half, SR) == pytest.approx(0.5, abs=0.03)
 
 
 def test_levels_report_gain_and_dc():
     x = tone()
-    out = samples.levels(0.1 * x + 0.03, x)
+    out = pages.levels(0.1 * x + 0.03, x)
     assert out["level_db"] == pytest.approx(
         20 * math.log10(math.hypot(0.1 / 2**0.5, 0.03) * 2**0.5), abs=0.05
     )

@@ -339,9 +339,11 @@ def load_codec(ref: str, device: str = "cpu") -> LoadedCodec:
     if text.startswith(SIG_PREFIX):
         return _from_sig(text[len(SIG_PREFIX) :].rstrip("/"), text, device)
     folder = resolve_path(text)
-    if not folder.is_dir():
-        what = "published codec" if text.startswith(REFERENCE_PREFIX) else "codec package"
-        raise ConfigError(f"{text}: no {what} at {folder}; export one with `audioflow export`")
+    if text.startswith(REFERENCE_PREFIX) and not folder.is_dir():
+        raise ConfigError(
+            f"{text}: no published codec at {folder}; publish one (the workflow's publish:) "
+            "or export one there with `audioflow export SIG -o DIR`"
+        )
     try:
         return _from_package(folder, text, device)
     except PackageError:

@@ -26,6 +26,7 @@ from audioflow.metrics.codec import MelDistance, audible, si_snr, si_snr_items
 from audioflow.models.builders import build_compression_model, build_discriminator
 from audioflow.models.package import codec_weights
 from audioflow.solvers import compression_samples as samples
+from audioflow.solvers import pages
 from audioflow.solvers.base import StandardSolver
 
 ADVERSARIAL = ("adv", "feat")
@@ -256,7 +257,7 @@ class CompressionSolver(StandardSolver):
                 if written >= limit:
                     break
                 # a clip that is mostly silence says nothing by ear and scores -60 dB
-                if samples.active_fraction(x[i], sr) < min_active:
+                if pages.active_fraction(x[i], sr) < min_active:
                     skipped += 1
                     continue
                 name = f"r{self.rank}_{written:03d}"
@@ -276,8 +277,8 @@ class CompressionSolver(StandardSolver):
             if with_opus:
                 columns += sorted({c for row in rows for c in row["cells"] if c.startswith("Opus")})
             notes = [
-                f"spectrograms: dB re full scale on one scale ({samples.DB_RANGE[0]:g} to "
-                f"{samples.DB_RANGE[1]:g} dB) for every image; level: RMS relative to the "
+                f"spectrograms: dB re full scale on one scale ({pages.DB_RANGE[0]:g} to "
+                f"{pages.DB_RANGE[1]:g} dB) for every image; level: RMS relative to the "
                 "original; clips with less than "
                 f"{min_active:.0%} of 20 ms frames above -50 dBFS are left out ({skipped} here)",
             ]
@@ -316,8 +317,8 @@ class CompressionSolver(StandardSolver):
         from audioflow.metrics import opus
 
         cells, notes, scores = {}, {}, {}
-        samples.write_audio(folder / f"{name}_original.wav", x[0], sr)
-        samples.write_spectrogram(folder / f"{name}_original.png", x[0], sr, "original")
+        pages.write_audio(folder / f"{name}_original.wav", x[0], sr)
+        pages.write_spectrogram(folder / f"{name}_original.png", x[0], sr, "original")
         cells["original"] = (f"{name}_original.wav", f"{name}_original.png")
         versions = []
         for n in counts:
@@ -335,13 +336,13 @@ class CompressionSolver(StandardSolver):
                 coded = torch.from_numpy(opus.roundtrip(clip, sr, rate)).to(x)[None, None]
                 versions.append((f"Opus {rate:g} kbps", f"{name}_opus{rate:g}", coded))
         for label, stem, y in versions:
-            samples.write_audio(folder / f"{stem}.wav", y[0], sr)
-            samples.write_spectrogram(folder / f"{stem}.png", y[0], sr, label)
+            pages.write_audio(folder / f"{stem}.wav", y[0], sr)
+            pages.write_spectrogram(folder / f"{stem}.png", y[0], sr, label)
             cells[label] = (f"{stem}.wav", f"{stem}.png")
             score = {
                 "sisnr": float(si_snr_items(y, x)[0]),
                 "mel_distance": float(self.mel_distance(y, x)),
-                **samples.levels(y, x),
+                **pages.levels(y, x),
             }
             scores[label] = score
             notes[label] = (
