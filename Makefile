@@ -35,7 +35,7 @@ system-packages:
 	  echo "missing system packages: $$need (as root: apt-get install $$need); their tests are skipped" >&2; \
 	fi
 
-demo: setup
+demo: setup system-packages
 	$(BIN)/snakemake --cores 2
 	@$(BIN)/python -m audioflow.workflow.summary
 
