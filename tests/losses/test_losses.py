@@ -79,6 +79,6 @@ def test_sisnr_term_ignores_scale_and_silent_targets():
     torch.manual_seed(0)
     target = torch.randn(2, 1, 1600) * 0.3
     target[1] = 0.0  # a silent item: its SI-SNR is meaningless
-    loss = ReconstructionLoss(16000, {"sisnr": 1.0})
+    loss = ReconstructionLoss(16000, {"sisnr_loss": 1.0})
     total, terms = loss(0.01 * target, target, torch.zeros(()))
     assert total.item() < -60  # a perfect shape at any scale; the silent item left out

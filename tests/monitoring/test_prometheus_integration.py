@@ -163,7 +163,7 @@ def test_prometheus_scrapes_a_real_audioflow_run(start_prometheus, tmp_path):
 
 def test_prometheus_scrapes_the_demo_codec(start_prometheus, tmp_path):
     """The demo codec's run: losses and quality metrics apart, audio seconds, LR samples."""
-    from audioflow.config import signature
+    from audioflow.config import compose, signature
     from audioflow.data.manifest import build_manifest
     from audioflow.data.synth import write_corpus
 
@@ -211,6 +211,7 @@ def test_prometheus_scrapes_the_demo_codec(start_prometheus, tmp_path):
     assert list(last(f"audioflow_epochs{{{sel}}}").values()) == [1.0]
     lrs = last(f"audioflow_learning_rate{{{sel}}}")  # from the solver core's lr/main
     assert [json.loads(k)["optimizer"] for k in lrs] == ["main"]
-    assert list(lrs.values()) == [pytest.approx(3e-3)]
+    configured = float(compose(overrides).optim.lr)  # the debug recipe keeps its LR flat
+    assert list(lrs.values()) == [pytest.approx(configured)]
     (norm,) = last(f'audioflow_grad_norm{{{sel},optimizer="main"}}').values()
     assert norm > 0

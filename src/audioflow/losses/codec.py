@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from audioflow.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss
 from audioflow.metrics.codec import si_snr
 
-TERMS = ("l1", "l2", "mel", "mrstft", "sisnr", "commitment")
+TERMS = ("l1", "l2", "mel", "mrstft", "sisnr_loss", "commitment")
 
 
 class ReconstructionLoss(nn.Module):
@@ -70,11 +70,11 @@ class ReconstructionLoss(nn.Module):
             terms["mel"] = self.mel(estimate, target)
         if self.mrstft is not None:
             terms["mrstft"] = self.mrstft(estimate, target)
-        if "sisnr" in self.weights:
+        if "sisnr_loss" in self.weights:
             # negative SI-SNR (dB): rewards the waveform's shape whatever its scale, so unlike
             # L1/L2 it never favours a quiet output while the phase is still wrong (silent
             # targets left out: their SI-SNR is about -100 dB whatever the estimate)
-            terms["sisnr"] = -si_snr(estimate, target).nan_to_num(0.0)
+            terms["sisnr_loss"] = -si_snr(estimate, target).nan_to_num(0.0)
         if "commitment" in self.weights:
             terms["commitment"] = penalty
         total = sum(self.weights[k] * v for k, v in terms.items())

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import torch
 
-from audioflow import atomic
 from audioflow.data.tokenizer import normalize
 from audioflow.metrics.asr import ErrorCounts, align_words
-from audioflow.solvers.compression_samples import write_audio
+from audioflow.solvers.pages import html_page, write_audio
 
 _STYLE = (
-    "body{font-family:sans-serif}td,th{padding:4px 8px;vertical-align:top;text-align:left}"
     ".sub{background:#fde2a8}.del{background:#f8c4c4;text-decoration:line-through}"
     ".ins{background:#c8ecc8}"
 )
@@ -79,13 +77,9 @@ def write_page(folder: Path, title: str, rows: list[dict]) -> Path:
             f"<td>{html.escape(row['reference'])}</td><td>{row['aligned']}</td>{beam}</tr>"
         )
     page = (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
         f"<h2>{html.escape(title)}</h2><p>Errors: <span class='sub'>substituted</span> "
         "(hover for the reference word), <span class='del'>deleted</span>, "
         "<span class='ins'>inserted</span>.</p>"
-        f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>\n"
+        f"<table><tr>{head}</tr>{''.join(body)}</table>"
     )
-    path = folder / "index.html"
-    atomic.write_text(path, page, fsync=False)
-    return path
+    return html_page(folder, title, page, style=_STYLE)

@@ -150,7 +150,8 @@ class CompressionSolver(StandardSolver):
         metrics.update({k: v.detach() for k, v in terms.items()})
         metrics["bandwidth"] = result.bandwidth.detach()
         with torch.no_grad():
-            metrics["sisnr"] = si_snr(y, x)
+            if bool(audible(x).any()):  # a batch of silence has no SI-SNR (NaN): not averaged
+                metrics["sisnr"] = si_snr(y, x)
             metrics["mel_distance"] = self.mel_distance(y, x)
         if self.is_training:
             metrics.update({k: float(v) for k, v in result.metrics.items()})

@@ -18,12 +18,13 @@ reconstructions (the most the LM's samples can score through this codec).
 
 from __future__ import annotations
 
+import html
 import re
 
 import torch
 from omegaconf import OmegaConf
 
-from audioflow.solvers import compression_samples as pages
+from audioflow.solvers import pages
 
 
 def _safe(name: str) -> str:
@@ -199,4 +200,11 @@ def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
             f"reconstructions: {metrics['classifier_acc_codec']:.0%})"
         )
     title = f"XP {solver.xp.sig}, epoch {solver.epoch}: real vs generated{score}"
-    pages.write_index(folder, title, rows, columns)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["sample", *columns])
+    body = "".join(
+        f"<tr><td><b>{html.escape(row['name'])}</b><br><small>{html.escape(row['metrics'])}"
+        "</small></td>" + "".join(pages.audio_cell(*row["cells"][c], c) for c in columns) + "</tr>"
+        for row in rows
+    )
+    body = f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
+    pages.html_page(folder, title, body)

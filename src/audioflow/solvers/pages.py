@@ -8,12 +8,12 @@ Task solvers build their page bodies on :func:`html_page` (compression_samples d
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from audioflow import atomic
 from audioflow.data.audio import write_audio_file
 
 # The one dB scale of every spectrogram (dB re a full-scale sine's peak bin).
@@ -87,8 +87,13 @@ def write_spectrogram(path: Path, wav: torch.Tensor, sample_rate: int, title: st
     return path
 
 
-def html_page(folder: Path, title: str, body: str, name: str = "index.html") -> Path:
+def html_page(
+    folder: Path, title: str, body: str, name: str = "index.html", style: str = ""
+) -> Path:
     """Write ``folder/name``: a plain HTML page with ``body`` (already escaped), atomically.
+
+    Args:
+        style: CSS rules added to the page's own (a task's markup classes).
 
     Returns:
         The page path.
@@ -97,13 +102,11 @@ def html_page(folder: Path, title: str, body: str, name: str = "index.html") -> 
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{padding:4px;vertical-align:top;"
-        "text-align:left}table{border-collapse:collapse}</style>"
+        f"text-align:left}}table{{border-collapse:collapse}}{style}</style>"
         f"</head><body>{body}</body></html>\n"
     )
     path = Path(folder) / name
-    tmp = Path(folder) / f".{name}.tmp.{os.getpid()}"
-    tmp.write_text(page)
-    os.replace(tmp, path)
+    atomic.write_text(path, page, fsync=False)  # a page is rewritten by the next run anyway
     return path
 
 
