@@ -66,6 +66,9 @@ def test_throughput(run):
     audio = scalars["throughput/audio_seconds_per_second"]
     # 8 items of 1 s of audio per update
     assert audio[-1][1] == pytest.approx(8 * rates[-1][1], rel=1e-6)
+    # the share of each logged window the loop spent waiting for batches
+    waits = scalars["throughput/data_wait_share"]
+    assert waits and all(0.0 <= v < 1.0 for _, v in waits)
 
 
 def test_learning_rate_and_grad_norm_of_every_optimizer(run):

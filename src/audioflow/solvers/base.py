@@ -460,7 +460,9 @@ class StandardSolver(ABC):
             batches = enumerate(loader)
         label = f"{stage} {self.epoch}/{self.settings.epochs}"
         log_every = self.settings.log_updates
-        progress = logs.Progress(self.logger, label, total, start, log_every, self.is_rank_zero)
+        progress = logs.Progress(
+            self.logger, label, total, start, log_every, self.is_rank_zero, logs.progress_keys(self)
+        )
         pending: list[dict] = []
         items = 0
         t_wait = self._clock()
@@ -569,6 +571,8 @@ class StandardSolver(ABC):
         this update's metrics (monitors), each with this update's ``lr/<opt>`` and
         ``grad_norm/<opt>``."""
         step = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
+        if self.is_rank_zero:  # the data-wait share TensorBoard reports at its cadence
+            self.tensorboard.add_timing(self._clock() - t_step, t_step - t_wait)
         monitor = self._monitor
         active = monitor is not None and getattr(monitor, "active", True)
         if not active and not (self.is_rank_zero and shown is not None):
