@@ -95,13 +95,13 @@ def test_a_skip_is_per_optimizer(make_solver):
 def _record_updates(solver) -> list[dict]:
     """Every update's metrics as the per-update reports get them."""
     seen = []
-    report = solver._report_update
+    report = solver.reporter.report
 
     def recording(shown, metrics, window, *args):
         seen.append({**metrics, **window.metrics()})
         report(shown, metrics, window, *args)
 
-    solver._report_update = recording
+    solver.reporter.report = recording
     return seen
 
 

@@ -211,3 +211,14 @@ class StageMonitor:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.finish(success=exc_type is None)
+
+
+def start_monitor(
+    sig: str, stage: str, rank: int, epoch: int, port: int = 0, pushgateway: str | None = None
+) -> StageMonitor:
+    """A started monitor of one stage of epoch ``epoch`` (what a solver opens a stage with);
+    the arguments are :class:`StageMonitor`'s."""
+    monitor = StageMonitor(sig, stage, rank, port, pushgateway)
+    monitor.start()
+    monitor.set_epoch(epoch)
+    return monitor

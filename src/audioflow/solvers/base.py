@@ -21,46 +21,23 @@ An epoch is exactly ``optim.updates_per_epoch`` updates. See docs/solvers.md.
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from audioflow.config import layout
 from audioflow.config.xp import current_xp
+from audioflow.monitoring.stage import start_monitor
 
-from . import checkpoint, distrib, history, logs, rng
+from . import checkpoint, distrib, history, logs, nonfinite, rng
 from .batches import batch_items, loader_length, train_batches
+from .nonfinite import NonFiniteLossError, NonFiniteStageError  # noqa: F401 - user code imports them from here
+from .reporting import UpdateReporter
+from .settings import LoopSettings, select
 from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """The config values the train loop reads at every update, read once (config lookups
-    cost tens of microseconds each, a visible share of a small model's update)."""
-
-    epochs: int
-    updates_per_epoch: int
-    accum_grad: int
-    seed: int
-    batch_size: int
-    log_updates: int
-    save_every_updates: int
-    ema_every: int
-    max_nonfinite: int
-
-
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive updates had a non-finite loss (``optim.max_nonfinite``)."""
-
-
-class NonFiniteStageError(RuntimeError):
-    """A stage ended with non-finite weights or metrics: it is not recorded as done."""
 
 
 class StandardSolver(ABC):
@@ -101,17 +78,7 @@ class StandardSolver(ABC):
             self.folder, self.rank, self._select("logging.level", "INFO")
         )
         torch.set_num_threads(int(self._select("num_threads", 1)))
-        self.settings = LoopSettings(
-            epochs=int(cfg.optim.epochs),
-            updates_per_epoch=int(cfg.optim.updates_per_epoch),
-            accum_grad=int(cfg.optim.accum_grad),
-            seed=int(cfg.seed),
-            batch_size=int(self._select("dataset.batch_size", 0)),
-            log_updates=int(self._select("logging.log_updates", 10)),
-            save_every_updates=int(self._select("checkpoint.save_every_updates", 0)),
-            ema_every=max(1, int(self._select("optim.ema.updates", 1))),
-            max_nonfinite=int(self._select("optim.max_nonfinite", 10)),
-        )
+        self.settings = LoopSettings.from_config(cfg)
         self.stateful = StateManager(self)
         self.loop = LoopState()
         self.history: list[dict] = []
@@ -130,6 +97,8 @@ class StandardSolver(ABC):
         self.tensorboard = logs.TensorBoard(
             self.folder, self.is_rank_zero and bool(self._select("logging.log_tensorboard", False))
         )
+        samples = self.settings.batch_size * self.settings.accum_grad
+        self.reporter = UpdateReporter(self.tensorboard, self.is_rank_zero, samples, self._clock)
         rng.seed_all(int(cfg.seed))
         self.build_model()
         self._build_protocol()
@@ -222,7 +191,7 @@ class StandardSolver(ABC):
         self.restore()
         # Stage runs keep the best state in best.th only; without it the first valid here
         # would take any epoch for the best.
-        self._load_best_file()
+        self.best.read(self.folder, self.xp.sig)
         trained = self.trained_epochs
         for epoch in range(1, trained + 1):
             self._ensure_train_marker(epoch)  # a kill between a checkpoint and its marker
@@ -264,10 +233,10 @@ class StandardSolver(ABC):
             path = checkpoint.epoch_path(self.folder, epoch)
             payload = checkpoint.load(path, sig=self.xp.sig, kind="checkpoint")
             self.stateful.load_state_dict(payload["state"])
-            self._load_best_file()
+            self.best.read(self.folder, self.xp.sig)
             metrics = self._run_valid(epoch)
         else:
-            if not self._load_best_file():
+            if not self.best.read(self.folder, self.xp.sig):
                 best = self.folder / layout.BEST_CHECKPOINT
                 raise checkpoint.CheckpointError(
                     f"{best}: no best state yet; run --stage valid first"
@@ -319,12 +288,7 @@ class StandardSolver(ABC):
         Raises:
             NonFiniteStageError: a metric is NaN or infinite.
         """
-        bad = {k: v for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)}
-        if bad:
-            raise NonFiniteStageError(
-                f"{stage} epoch {self.epoch}: non-finite metrics {bad}; the stage is not "
-                "recorded as done (lower optim.lr, check the data, or use precision=fp32)"
-            )
+        nonfinite.check_metrics(stage, self.epoch, metrics)
         self._entry(self.epoch)[stage] = metrics
         if stage == "train":
             self.loop = LoopState()  # the epoch is done: the next one starts from zero
@@ -342,7 +306,7 @@ class StandardSolver(ABC):
             metrics = self._run("train", lambda: self._reduce(self.train()))
             # every rank took the same skip decisions (the gradients are all-reduced)
             metrics["skipped_updates"] = float(self.loop.skipped)
-            self._check_finite_weights()
+            nonfinite.check_weights(self.epoch, self.stateful)
             self.commit("train", metrics, epoch_file=epoch_files)
         self.epoch = epoch
         return self._ensure_train_marker(epoch)
@@ -374,7 +338,9 @@ class StandardSolver(ABC):
 
     def _run(self, stage: str, fn) -> dict:
         self.current_stage = stage
-        self._monitor = self._new_monitor(stage)
+        port = int(self._select("monitoring.port", 0))
+        pushgateway = self._select("monitoring.pushgateway")
+        self._monitor = start_monitor(self.xp.sig, stage, self.rank, self.epoch, port, pushgateway)
         ok = False
         try:
             metrics = fn()
@@ -489,7 +455,10 @@ class StandardSolver(ABC):
                 progress.step(shown)
                 if train and ended:
                     # Monitors count every update; TensorBoard keeps the logging cadence.
-                    self._report_update(shown, metrics, window, t_step, t_wait, progress)
+                    step = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
+                    self.reporter.report(
+                        shown, metrics, window, t_step, t_wait, progress, self._monitor, step
+                    )
                 t_wait = self._clock()
         finally:
             progress.close()
@@ -525,74 +494,15 @@ class StandardSolver(ABC):
                 consecutive updates.
         """
         self.loop.update += 1
-        skipped = window.skipped
-        streaks = self.loop.nonfinite
-        for name in window.outcomes:
-            streaks[name] = streaks.get(name, 0) + 1 if name in skipped else 0
-        if skipped:
-            self.loop.skipped += 1
-            self._warn_skipped(pending, window)
+        if nonfinite.count_skips(self.loop, window):
+            if self._monitor is not None:
+                self._monitor.skipped_update()
+            limit = self.settings.max_nonfinite
+            nonfinite.check_streak(pending, window, self.loop, self.epoch, limit, self.logger)
         done = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
         if window.moved and self.ema is not None and done % self.settings.ema_every == 0:
             self.ema.step()  # on the global update index: the cadence spans epochs
-        if not skipped:
-            return pending
-        if not window.moved:
-            return []
-        return [{k: v for k, v in m.items() if not _is_nonfinite(v)} for m in pending]
-
-    def _warn_skipped(self, pending: list[dict], window) -> None:
-        if self._monitor is not None:
-            self._monitor.skipped_update()
-        bad = {k for m in pending for k, v in m.items() if _is_nonfinite(v)}
-        bad = sorted(k for k in bad if not k.startswith(("grad_norm/", "lr/")))
-        what = f"loss {', '.join(bad)}" if bad else "gradients"
-        names = window.skipped
-        if window.moved:  # some optimizers moved: name the ones that did not
-            what = f"{what} ({', '.join(names)})"
-        streak = max(self.loop.nonfinite[n] for n in names)
-        self.logger.warning(
-            "epoch %d update %d: non-finite %s, update skipped (%d in a row)",
-            self.epoch,
-            self.loop.update,
-            what,
-            streak,
-        )
-        limit = self.settings.max_nonfinite
-        if streak > limit:
-            raise NonFiniteLossError(
-                f"{streak} consecutive updates with non-finite {what} (epoch "
-                f"{self.epoch}, update {self.loop.update}) exceeds optim.max_nonfinite="
-                f"{limit}; lower optim.lr, check the data, or use precision=fp32"
-            )
-
-    def _report_update(self, shown, metrics, window, t_step, t_wait, progress) -> None:
-        """Per-update reports: the running means (TensorBoard, at the logging cadence) and
-        this update's metrics (monitors), each with this update's ``lr/<opt>`` and
-        ``grad_norm/<opt>``."""
-        step = (self.epoch - 1) * self.settings.updates_per_epoch + self.loop.update
-        if self.is_rank_zero:  # the data-wait share TensorBoard reports at its cadence
-            self.tensorboard.add_timing(self._clock() - t_step, t_step - t_wait)
-        monitor = self._monitor
-        active = monitor is not None and getattr(monitor, "active", True)
-        if not active and not (self.is_rank_zero and shown is not None):
-            return  # nothing reads this update: no host read of the grad norms
-        optim = logs.scalar_floats(window.metrics())
-        if self.is_rank_zero and shown is not None:
-            self.tensorboard.add("train_updates", {**shown, **optim}, step)
-        if active:
-            # plain floats, as the monitor expects (only an active monitor pays the host
-            # read, one per device rather than one per metric)
-            metrics = {**logs.scalar_floats(metrics), **optim}
-            monitor.update(
-                metrics,
-                window.lrs,
-                self.settings.batch_size * self.settings.accum_grad,
-                self._clock() - t_step,
-                t_step - t_wait,
-                progress.done / max(1, progress.total),
-                progress.eta(),
-            )
+        return nonfinite.kept_metrics(pending, window)
 
     def _maybe_save_mid_epoch(self) -> None:
         every = self.settings.save_every_updates
@@ -607,19 +517,6 @@ class StandardSolver(ABC):
             module = getattr(self, name)
             if isinstance(module, torch.nn.Module):
                 module.train(train)
-
-    def _check_finite_weights(self) -> None:
-        """Refuse to record an epoch whose trained weights hold NaN or inf.
-
-        Raises:
-            NonFiniteStageError: naming the module and tensor.
-        """
-        bad = self.stateful.nonfinite_tensor()
-        if bad is not None:
-            raise NonFiniteStageError(
-                f"train epoch {self.epoch}: {bad} holds non-finite values; the epoch is not "
-                "recorded as done (lower optim.lr, check the data, or use precision=fp32)"
-            )
 
     # -- checkpoints, resume, best state ------------------------------------------------------
     def restore(self) -> bool:
@@ -676,47 +573,19 @@ class StandardSolver(ABC):
         """Load what :meth:`state_dict` returned (missing names are an error)."""
         self.stateful.load_state_dict(state)
 
-    def _best_metric_name(self) -> str | None:
-        configured = self.cfg.best.metric if "best" in self.cfg else None
-        return configured or self.best_metric()
-
     def _update_best(self, metrics: dict) -> bool:
-        """Keep the current weights as best if ``metrics`` beat the best so far."""
-        name = self._best_metric_name()
-        if name is None:
-            value = None  # no metric: the latest validated state is the best one
-        elif name not in metrics:
-            from audioflow.config.errors import ConfigError
+        """Keep the validated weights as best if ``metrics`` beat the best so far."""
+        configured = "best" in self.cfg
+        name = (self.cfg.best.metric if configured else None) or self.best_metric()
+        lower = bool(self.cfg.best.lower_is_better) if configured else True
 
-            raise ConfigError(
-                f"best.metric={name!r} is not a valid metric (have: {', '.join(metrics)}); "
-                "set best.metric or best_metric() to one of them"
-            )
-        else:
-            value = float(metrics[name])
-        if value is not None and not math.isfinite(value):
-            # every comparison with NaN is False: taken as best, it would lock the best state
-            self.logger.warning(
-                "epoch %d: valid %s=%s is not finite; it cannot become the best state",
-                self.epoch,
-                name,
-                value,
-            )
-            return False
-        lower = bool(self.cfg.best.lower_is_better) if "best" in self.cfg else True
-        if not self.best.beaten_by(value, lower):
-            return False
-        self.best = BestState(self.stateful.snapshot(self.stateful.best), value, self.epoch)
-        if self.is_rank_zero:
+        def snapshot():
+            return self.stateful.snapshot(self.stateful.best)
+
+        taken = self.best.offer(metrics, name, lower, self.epoch, snapshot, self.logger)
+        if taken and self.is_rank_zero:
             self.best.save(self.folder, self.xp.sig, name, metrics)
-        return True
-
-    def _load_best_file(self) -> bool:
-        """Read best.th into ``best`` (stage runs); False when there is none yet."""
-        found = BestState.load(self.folder, self.xp.sig)
-        if found is not None:
-            self.best = found
-        return found is not None
+        return taken
 
     def swap_best_state(self):
         """Run a block with the best state loaded (no-op before the first valid)."""
@@ -767,19 +636,6 @@ class StandardSolver(ABC):
         self.ema = ModuleDictEMA(self.stateful.modules(self.stateful.ema), decay)
         self.register_stateful("ema")
 
-    def _new_monitor(self, stage: str):
-        try:
-            from audioflow.monitoring.stage import StageMonitor
-        except ImportError:  # monitoring not installed: train without live metrics
-            return None
-        port = int(self._select("monitoring.port", 0))
-        monitor = StageMonitor(
-            self.xp.sig, stage, self.rank, port, self._select("monitoring.pushgateway")
-        )
-        monitor.start()
-        monitor.set_epoch(self.epoch)
-        return monitor
-
     # -- context ------------------------------------------------------------------------------
     @property
     def is_rank_zero(self) -> bool:
@@ -815,8 +671,7 @@ class StandardSolver(ABC):
         return self.stateful.get(name)
 
     def _select(self, key: str, default=None):
-        value = OmegaConf.select(self.cfg, key, default=default)
-        return default if value is None else value
+        return select(self.cfg, key, default)
 
 
 def _detached(metrics: dict | None) -> dict:
@@ -825,9 +680,3 @@ def _detached(metrics: dict | None) -> dict:
         k: v.detach() if torch.is_tensor(v) else v for k, v in (metrics or {}).items()
         if v is not None
     }  # fmt: skip
-
-
-def _is_nonfinite(value) -> bool:
-    if torch.is_tensor(value):
-        return value.numel() == 1 and not bool(torch.isfinite(value).all())
-    return isinstance(value, float) and not math.isfinite(value)

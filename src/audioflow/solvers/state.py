@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -82,6 +83,56 @@ class BestState:
             return True
         return value < best if lower_is_better else value > best
 
+    def offer(
+        self,
+        metrics: dict,
+        metric: str | None,
+        lower_is_better: bool,
+        epoch: int,
+        snapshot: Callable[[], dict],
+        logger: logging.Logger,
+    ) -> bool:
+        """Take a validated state as the best if its ``metric`` beats the best so far.
+
+        Args:
+            metrics: the valid stage's metrics.
+            metric: the one that ranks states; None: the latest validated state is the best.
+            lower_is_better: the metric's direction.
+            epoch: the epoch validated.
+            snapshot: returns a copy of the validated state (called only when it is taken).
+            logger: where a non-finite value is reported.
+
+        Returns:
+            Whether the state was taken (the caller writes it with :meth:`save`).
+
+        Raises:
+            ConfigError: ``metric`` is not among ``metrics``.
+        """
+        if metric is None:
+            value = None
+        elif metric not in metrics:
+            from audioflow.config.errors import ConfigError
+
+            raise ConfigError(
+                f"best.metric={metric!r} is not a valid metric (have: {', '.join(metrics)}); "
+                "set best.metric or best_metric() to one of them"
+            )
+        else:
+            value = float(metrics[metric])
+        if value is not None and not math.isfinite(value):
+            # every comparison with NaN is False: taken as best, it would lock the best state
+            logger.warning(
+                "epoch %d: valid %s=%s is not finite; it cannot become the best state",
+                epoch,
+                metric,
+                value,
+            )
+            return False
+        if not self.beaten_by(value, lower_is_better):
+            return False
+        self.state, self.value, self.epoch = snapshot(), value, epoch
+        return True
+
     def save(self, folder: Path, sig: str, metric: str | None, valid: dict) -> None:
         """Write best.th (the state) and best.json (what a person reads), atomically."""
         payload = {"kind": "best", "sig": sig, "epoch": self.epoch, "metric": metric}
@@ -90,18 +141,21 @@ class BestState:
         info = {"epoch": self.epoch, "metric": metric, "value": self.value, "valid": valid}
         atomic.write_json(info, Path(folder) / layout.BEST_FILE)
 
-    @classmethod
-    def load(cls, folder: Path, sig: str) -> BestState | None:
-        """The best state in ``folder``'s best.th, or None when there is none yet.
+    def read(self, folder: Path, sig: str) -> bool:
+        """Load ``folder``'s best.th into this state (a stage run's best so far).
+
+        Returns:
+            False when there is no best.th yet (the state is left as it is).
 
         Raises:
             CheckpointError: best.th is unreadable or of another XP.
         """
         path = Path(folder) / layout.BEST_CHECKPOINT
         if not path.exists():
-            return None
+            return False
         payload = checkpoint.load(path, sig=sig, kind="best")
-        return cls(payload["state"], payload["value"], payload["epoch"])
+        self.state, self.value, self.epoch = payload["state"], payload["value"], payload["epoch"]
+        return True
 
 
 def unwrap(obj):
