@@ -83,3 +83,25 @@ def test_two_processes_with_accum_grad_and_bf16(make_solver, user_dir, tmp_path)
     for key, value in single.model.state_dict().items():
         # bf16 sums the batch's gradients in another order on 2 processes
         torch.testing.assert_close(two["model"][key], value, rtol=2e-2, atol=2e-3)
+
+
+def test_a_full_disk_on_rank_0_stops_every_rank_with_one_line(user_dir, small_disk):
+    """Rank 0 alone writes the checkpoint; the other rank hears of its failure and stops
+    with the same status instead of waiting for it (forever on NCCL or across nodes)."""
+    import os
+
+    from audioflow.config import layout
+
+    disk = small_disk(2048)
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(b"\0" * (free - 128 * 1024))  # a checkpoint is ~0.8 MB
+    args = ["-d", "2", "solver=my_solver", "toy.hidden=4096", "optim.epochs=1"]
+    done = run_audioflow(user_dir, disk, *args)
+    assert done.returncode == 2, done.stderr[-3000:]
+    (folder,) = layout.xps_dir(disk).iterdir()
+    line = f"audioflow run: no space left on {folder} (writing "
+    assert [x for x in done.stderr.splitlines() if "no space left" in x][0].startswith(line)
+    assert done.stderr.count("no space left") == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "rank 0 failed: no space left" in (folder / "solver.1.log").read_text()
+    assert not layout.marker_path(folder, "train", 1).exists()

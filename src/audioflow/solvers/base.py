@@ -294,9 +294,12 @@ class StandardSolver(ABC):
             self.loop = LoopState()  # the epoch is done: the next one starts from zero
             self._train_avg = logs.Averager()
             self.save_checkpoint(epoch_file=epoch_file)
-        if self.is_rank_zero:
+
+        def record():
             history.finish_stage(self.folder, stage, self.epoch, metrics)
             checkpoint.keep_last(self.folder, int(self.cfg.checkpoint.keep_last), self.logger)
+
+        distrib.on_rank_zero(record)
 
     # -- the stages ---------------------------------------------------------------------------
     def _train_through(self, epoch: int, epoch_files: bool) -> dict:
@@ -545,10 +548,16 @@ class StandardSolver(ABC):
         return True
 
     def save_checkpoint(self, epoch_file: bool = False) -> None:
-        """Write ``checkpoint.th`` (and ``checkpoint_<epoch>.th``) on rank 0, atomically."""
+        """Write ``checkpoint.th`` (and ``checkpoint_<epoch>.th``) on rank 0, atomically.
+
+        Raises:
+            DiskFullError: the disk filled up (rank 0); every other rank raises
+                :class:`~audioflow.solvers.distrib.PeerError`.
+        """
         mine = {"train_metrics": self._train_avg.state_dict(), "rng": rng.get_state()}
         per_rank = distrib.all_gather_objects(mine) if self.world_size > 1 else None
-        if self.is_rank_zero:
+
+        def write():
             t0 = self._clock()
             payload = {"kind": "checkpoint", "sig": self.xp.sig, "state": self.state_dict()}
             payload.update(mine)
@@ -563,7 +572,8 @@ class StandardSolver(ABC):
             self.logger.debug("checkpoint written in %.3fs", seconds)
             if self._monitor is not None:
                 self._monitor.checkpoint_written(seconds)
-        distrib.barrier()
+
+        distrib.on_rank_zero(write)
 
     def state_dict(self) -> dict:
         """``{name: state}`` of every registered attribute."""
@@ -583,8 +593,12 @@ class StandardSolver(ABC):
             return self.stateful.snapshot(self.stateful.best)
 
         taken = self.best.offer(metrics, name, lower, self.epoch, snapshot, self.logger)
-        if taken and self.is_rank_zero:
-            self.best.save(self.folder, self.xp.sig, name, metrics)
+
+        def save():
+            if taken:
+                self.best.save(self.folder, self.xp.sig, name, metrics)
+
+        distrib.on_rank_zero(save)  # taken or not: a collective every rank must reach
         return taken
 
     def swap_best_state(self):

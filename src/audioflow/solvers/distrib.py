@@ -6,7 +6,7 @@ Everything here is a no-op in a single process, so solvers call it unconditional
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.distributed as dist
@@ -66,6 +66,46 @@ def barrier() -> None:
     """Wait for every rank (no-op in one process)."""
     if is_distributed():
         dist.barrier()
+
+
+class PeerError(RuntimeError):
+    """Another rank failed at a step that all ranks take together; that rank reports it.
+
+    Attributes:
+        exit_code: the exit status that rank's error gives (every rank exits with it).
+    """
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def on_rank_zero(fn: Callable[[], object]) -> None:
+    """Call ``fn`` on rank 0 only; every rank returns once it is done, or every rank fails.
+
+    A collective (every rank calls it) that takes the place of a barrier after rank 0's
+    writes: a failure (a full disk) that rank 0 alone saw would leave the other ranks
+    waiting for it at their next collective, forever on NCCL or on other nodes.
+
+    Raises:
+        On rank 0, whatever ``fn`` raised; on the others, :class:`PeerError` with its
+        message and exit status (``exit_code`` of the error, else 1).
+    """
+    if not is_distributed():
+        fn()
+        return
+    error, outcome = None, [None]
+    if rank() == 0:
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - raised below, once every rank knows
+            error = exc
+            outcome = [(f"rank 0 failed: {exc}", int(getattr(exc, "exit_code", 1)))]
+    dist.broadcast_object_list(outcome, src=0)
+    if error is not None:
+        raise error
+    if outcome[0] is not None:
+        raise PeerError(*outcome[0])
 
 
 def wrap(module: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:

@@ -295,6 +295,7 @@ def _solve(xp, args: argparse.Namespace) -> int:
 
     from .. import base, preflight
     from ..checkpoint import CheckpointError
+    from ..distrib import PeerError
 
     # A stage that fails honestly (no usable checkpoint, non-finite losses, weights or
     # metrics) is one line and exit status 1; the stage error exists once the solver has it.
@@ -309,4 +310,7 @@ def _solve(xp, args: argparse.Namespace) -> int:
     except failures as exc:
         solver.logger.error("%s", exc)
         return _error(str(exc), 1)
+    except PeerError as exc:  # rank 0 says it on the terminal: one line, not one per rank
+        solver.logger.error("%s", exc)
+        return exc.exit_code
     return 0
