@@ -75,8 +75,11 @@ def test_lint_is_clean(tmp_path):
 
 
 def test_dry_run_has_one_job_per_stage_and_epoch(tmp_path):
-    config = write_config(tmp_path, publish=[{"xp": "demo", "as": "demo_codec"}])
-    done = snakemake(tmp_path, "-n", "--configfile", str(config))
+    user = tmp_path / "my config"  # a user config folder (its solvers, teams, groups)
+    user.mkdir()
+    publish = [{"xp": "demo", "as": "demo_codec"}]
+    config = write_config(tmp_path, publish=publish, config_dir=str(user))
+    done = snakemake(tmp_path, "-n", "-p", "--configfile", str(config))
     assert done.returncode == 0, done.stderr
     counts = job_counts(done.stdout)
     # 3 epochs; evaluate at 2 and 3; generate.every of compression/debug plus the last.
@@ -88,6 +91,9 @@ def test_dry_run_has_one_job_per_stage_and_epoch(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{8}", sig)
     assert f"outputs/xps/{sig}/stages/train_3.json" in done.stdout
     assert f"outputs/logs/xps/{sig}/stages/valid_3.log" in done.stdout
+    # every job that reads the XP's config or imports its solver gets the folder
+    assert f"-- export {sig} -o reference/demo_codec.tmp --config-dir '{user}'" in done.stdout
+    assert f"--config-dir '{user}' --expect-sig {sig} --stage train --epoch 3" in done.stdout
 
 
 def test_valid_waits_for_the_previous_epochs_evaluate_and_generate(tmp_path):
@@ -115,6 +121,7 @@ def test_train_chunks_and_launch_command(tmp_path):
     )
     assert "-- run solver=compression/debug optim.epochs=3 evaluate.every=2" in done.stdout
     assert "--stage train --epoch 2" in done.stdout
+    assert "--config-dir" not in done.stdout  # none in the workflow config
 
 
 def test_finished_markers_and_excluded_keys_rerun_nothing(tmp_path):

@@ -205,11 +205,16 @@ def publish_inputs(wildcards):
     return [*markers, PUBLICATION_RECORDS[wildcards.name]]
 
 
+# The user config folder, for every job's audioflow command that reads the XP's config or
+# imports its solver (run, export).
+CONFIG_DIR_ARGS = ["--config-dir", config["config_dir"]] if config["config_dir"] else []
+
+
 def run_overrides(wildcards):
     """The `audioflow run` arguments that name the XP (shell-quoted); stage rules add
     ``--expect-sig`` so that a job refuses to run if they no longer sign as planned."""
     plan = plan_of(wildcards)
-    extra = ["--config-dir", config["config_dir"]] if config["config_dir"] else []
+    extra = list(CONFIG_DIR_ARGS)
     if config["accept_drift"]:
         extra.append("--accept-drift")
     return shlex.join([*plan.overrides, *extra])

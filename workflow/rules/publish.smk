@@ -13,6 +13,7 @@ rule publish:
     params:
         launcher=config["launcher"],
         sig=lambda wildcards: PUBLISHED[wildcards.name],
+        config_dir=shlex.join(CONFIG_DIR_ARGS),
     conda:
         CONDA_ENV
     threads: stage_threads("publish")
@@ -26,7 +27,7 @@ rule publish:
         "audioflow launch --launcher {params.launcher} --name af-{params.sig}-publish"
         " --threads {threads} --mem-mb {resources.mem_mb} --log {log}"
         " --label sig={params.sig} --label stage=publish"
-        " -- export {params.sig} -o {output}.tmp"
+        " -- export {params.sig} -o {output}.tmp {params.config_dir}"
         " && mv {output}.tmp {output}"
 
 
