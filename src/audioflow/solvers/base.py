@@ -194,12 +194,9 @@ class StandardSolver(ABC):
         self.best.read(self.folder, self.xp.sig)
         trained = self.trained_epochs
         for epoch in range(1, trained + 1):
-            self._ensure_train_marker(epoch)  # a kill between a checkpoint and its marker
-            entry = self._entry(epoch)
-            for stage in layout.STAGES[1:]:  # stages done since that checkpoint was written
-                done = entry.get(stage) or history.read_marker(self.folder, stage, epoch)
-                if done is not None:
-                    entry[stage] = done
+            # a kill between a checkpoint and its marker left the marker to write
+            history.train_marker(self.folder, self.history, epoch, self.is_rank_zero)
+            history.add_markers(self.history, self.folder, epoch)
         # the latest trained epoch may still miss a stage (killed during valid/evaluate)
         first = trained if trained and self.loop.micro == 0 and self._missing(trained) else None
         for epoch in range(first or trained + 1, self.settings.epochs + 1):
@@ -263,7 +260,7 @@ class StandardSolver(ABC):
         every = int(self.cfg.checkpoint.save_every)
         numbered = every > 0 and (epoch % every == 0 or epoch == self.settings.epochs)
         entry = {"epoch": epoch, "train": self._train_through(epoch, epoch_files=numbered)}
-        recorded = self._entry(epoch)
+        recorded = history.entry(self.history, epoch)
         for stage in layout.STAGES[1:]:
             done = recorded.get(stage)  # run() read the markers of epochs trained before
             if done is not None:
@@ -289,7 +286,7 @@ class StandardSolver(ABC):
             NonFiniteStageError: a metric is NaN or infinite.
         """
         nonfinite.check_metrics(stage, self.epoch, metrics)
-        self._entry(self.epoch)[stage] = metrics
+        history.entry(self.history, self.epoch)[stage] = metrics
         if stage == "train":
             self.loop = LoopState()  # the epoch is done: the next one starts from zero
             self._train_avg = logs.Averager()
@@ -312,7 +309,7 @@ class StandardSolver(ABC):
             nonfinite.check_weights(self.epoch, self.stateful)
             self.commit("train", metrics, epoch_file=epoch_files)
         self.epoch = epoch
-        return self._ensure_train_marker(epoch)
+        return history.train_marker(self.folder, self.history, epoch, self.is_rank_zero)
 
     def _run_valid(self, epoch: int) -> dict:
         def body():
@@ -363,30 +360,6 @@ class StandardSolver(ABC):
         weight, self._stage_weight = self._stage_weight, 1.0
         plain = {k: float(v) for k, v in (metrics or {}).items()}
         return distrib.reduce_metrics(plain, weight, self.metric_reductions)
-
-    def _entry(self, epoch: int) -> dict:
-        """The history entry of ``epoch`` (created, in epoch order, when missing)."""
-        entry = next((h for h in self.history if h["epoch"] == epoch), None)
-        if entry is None:
-            entry = {"epoch": epoch}
-            self.history.append(entry)
-            self.history.sort(key=lambda h: h["epoch"])
-        return entry
-
-    def _ensure_train_marker(self, epoch: int) -> dict:
-        """The train marker of a trained epoch, written from the history when missing.
-
-        The checkpoint that says an epoch is done is written before its marker (the marker
-        tells the workflow checkpoint_<E>.th exists); a kill in between leaves the marker
-        to write on resume, from the metrics the checkpoint's history kept.
-        """
-        marker = history.read_marker(self.folder, "train", epoch)
-        if marker is None:
-            entry = next((h for h in self.history if h["epoch"] == epoch), {})
-            marker = entry.get("train", {})
-            if self.is_rank_zero:
-                history.finish_stage(self.folder, "train", epoch, marker)
-        return marker
 
     def _due(self, stage: str, epoch: int) -> bool:
         if stage in ("train", "valid"):

@@ -4,6 +4,9 @@
 presence means the stage finished (the workflow uses it as the rule's output).
 ``history.json`` is rebuilt from the markers, so stages run by separate processes (train
 epoch E+1 beside valid epoch E) all end up in it.
+
+A solver keeps its own history, checkpointed: a list of entries ``{"epoch": E, stage:
+metrics, ...}`` in epoch order (:func:`entry`, :func:`add_markers`, :func:`train_marker`).
 """
 
 from __future__ import annotations
@@ -67,3 +70,41 @@ def finish_stage(folder: Path, stage: str, epoch: int, metrics: dict) -> None:
             write_json(metrics, marker_path(folder, stage, epoch))
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def entry(history: list[dict], epoch: int) -> dict:
+    """The entry of ``epoch`` in a solver's history (created, in epoch order, when missing)."""
+    found = next((h for h in history if h["epoch"] == epoch), None)
+    if found is None:
+        found = {"epoch": epoch}
+        history.append(found)
+        history.sort(key=lambda h: h["epoch"])
+    return found
+
+
+def add_markers(history: list[dict], folder: Path, epoch: int) -> None:
+    """Add to ``epoch``'s entry the stages after train whose markers are in ``folder``
+    (stages that finished after the checkpoint holding ``history`` was written)."""
+    found = entry(history, epoch)
+    for stage in STAGES[1:]:
+        done = found.get(stage) or read_marker(folder, stage, epoch)
+        if done is not None:
+            found[stage] = done
+
+
+def train_marker(folder: Path, history: list[dict], epoch: int, write: bool) -> dict:
+    """The train marker of a trained epoch, written from ``history`` when missing.
+
+    The checkpoint that says an epoch is done is written before its marker (the marker
+    tells the workflow checkpoint_<E>.th exists); a kill in between leaves the marker
+    to write on resume, from the metrics the checkpoint's history kept.
+
+    Args:
+        write: whether this process writes the missing marker (rank 0).
+    """
+    marker = read_marker(folder, "train", epoch)
+    if marker is None:
+        marker = next((h for h in history if h["epoch"] == epoch), {}).get("train", {})
+        if write:
+            finish_stage(folder, "train", epoch, marker)
+    return marker
