@@ -17,6 +17,10 @@ checkpoints, resume, best state, EMA, distributed training and logging. Read it 
   the history.
 
 An epoch is exactly ``optim.updates_per_epoch`` updates. See docs/solvers.md.
+
+Beside it, one concept each: ``settings`` (what the loop reads once), ``state`` (the
+registry, the best state), ``nonfinite`` (the NaN policy), ``reporting`` (per-update
+reports), ``history`` (markers), ``checkpoint`` (the files), ``distrib`` (the ranks).
 """
 
 from __future__ import annotations
