@@ -40,7 +40,7 @@ from . import checkpoint, distrib, history, logs, nonfinite, rng
 from .batches import batch_items, loader_length, train_batches
 from .nonfinite import NonFiniteLossError, NonFiniteStageError  # noqa: F401 - user code imports them from here
 from .reporting import UpdateReporter
-from .settings import LoopSettings, select
+from .settings import LoopSettings, select, torch_threads
 from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
 
 
@@ -81,7 +81,7 @@ class StandardSolver(ABC):
         self.logger = logs.setup_logger(
             self.folder, self.rank, self._select("logging.level", "INFO")
         )
-        torch.set_num_threads(int(self._select("num_threads", 1)))
+        torch.set_num_threads(torch_threads(cfg))
         self.settings = LoopSettings.from_config(cfg)
         self.stateful = StateManager(self)
         self.loop = LoopState()

@@ -6,6 +6,7 @@ the loop reads plain attributes of :class:`LoopSettings` instead.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from omegaconf import OmegaConf
@@ -15,6 +16,20 @@ def select(cfg, key: str, default=None):
     """The value at dotted ``key`` of ``cfg``; ``default`` when it is missing or null."""
     value = OmegaConf.select(cfg, key, default=default)
     return default if value is None else value
+
+
+def torch_threads(cfg) -> int:
+    """Intra-op threads of a solver process: ``num_threads``, or when it is null the
+    launcher's share (``OMP_NUM_THREADS``, which the local and Kubernetes launchers set from
+    a rule's ``threads``), else 1.
+
+    Read from the environment by default so that one place, the workflow's
+    ``resources.<stage>.threads``, sets both the cores a job reserves and the cores it uses.
+    """
+    value = select(cfg, "num_threads")
+    if value is None:
+        value = os.environ.get("OMP_NUM_THREADS") or 1
+    return max(1, int(value))
 
 
 @dataclass(frozen=True)
