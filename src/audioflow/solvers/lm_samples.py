@@ -31,23 +31,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
 
 
-def write_spectrogram(path, wav: torch.Tensor) -> None:
-    """A log-magnitude spectrogram of the first channel as a bare PNG (low frequencies at
-    the bottom). No axes: a page of dozens of clips renders in a second, not a minute, and
-    the page's cells say what each one is."""
-    from matplotlib import image
-
-    n_fft = 512
-    signal = wav.detach().float().cpu()[0]
-    spec = torch.stft(
-        signal, n_fft, hop_length=n_fft // 8, window=torch.hann_window(n_fft), return_complex=True
-    )
-    db = 20 * torch.log10(spec.abs().clamp(min=1e-5))
-    image.imsave(
-        path, db.numpy(), cmap="magma", vmin=-80, vmax=max(float(db.max()), -60), origin="lower"
-    )
-
-
 def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int) -> torch.Tensor:
     """The first ``length`` samples of each entry's file, zero-padded: (B, C, length)."""
     from audioflow.data.audio import read_segment
@@ -182,7 +165,8 @@ def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
             for kind in columns:
                 wav = result[kind][j]
                 pages.write_audio(folder / f"{stem}_{kind}.wav", wav, sr)
-                write_spectrogram(folder / f"{stem}_{kind}.png", wav)
+                # the shared dB scale: the codec's quieter output looks darker, as it is
+                pages.write_spectrogram(folder / f"{stem}_{kind}.png", wav, sr, f"{name} {kind}")
                 cells[kind] = (f"{stem}_{kind}.wav", f"{stem}_{kind}.png")
             note = "no classifier (no labels)"
             if classifier is not None:
