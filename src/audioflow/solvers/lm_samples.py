@@ -45,7 +45,13 @@ def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int
 
 
 def train_classifier(solver, field: str, length: int):
-    """A classifier of ``field`` trained on the real train clips (None without labels)."""
+    """A classifier of ``field`` trained on the real train clips (None without labels).
+
+    Besides the clips as they are, it trains on ``classifier.augment`` copies at a random
+    gain over a faint noise floor and, with ``classifier.codec_copies``, on the codec's
+    reconstructions of the clips (through the LM's ``n_q`` codebooks): what the LM's
+    samples go through. Every copy keeps its clip's true class.
+    """
     from audioflow.metrics.classifier import MelStatsClassifier
 
     _, entries = solver._manifest("train")
@@ -53,13 +59,27 @@ def train_classifier(solver, field: str, length: int):
     labels = sorted({str(e[field]) for e in entries})
     if len(labels) < 2:
         return None
-    contract = solver.codec.contract
+    node, contract = solver.cfg.classifier, solver.codec.contract
     clips = read_clips(entries, contract.sample_rate, contract.channels, length)
     targets = torch.tensor([labels.index(str(e[field])) for e in entries])
+    if node.codec_copies:
+        clips = torch.cat([clips, reconstruct(solver, clips)])
+        targets = targets.repeat(2)
     classifier = MelStatsClassifier(contract.sample_rate, labels)
-    steps = int(OmegaConf.select(solver.cfg, "classifier.steps", default=300))
-    classifier.fit(clips, targets, steps=steps, seed=int(solver.cfg.seed))
+    classifier.fit(
+        clips, targets, steps=int(node.steps), seed=int(solver.cfg.seed), augment=int(node.augment)
+    )
     return classifier
+
+
+def reconstruct(solver, clips: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """Clips (B, C, T) encoded and decoded by the codec through the LM's ``n_q`` codebooks."""
+    codec, length = solver.codec, clips.shape[-1]
+    out = []
+    for start in range(0, len(clips), batch):
+        codes = codec.encode(clips[start : start + batch].to(solver.device))[:, : solver.n_q]
+        out.append(codec.decode(codes)[..., :length].cpu())
+    return torch.cat(out)
 
 
 def _groups(entries: list[dict], field: str, per_group: int) -> dict[str, list[int]]:
@@ -113,7 +133,7 @@ def generate_samples(solver) -> dict:
             "picks": picks,
             "real": real,
             # the real clips through the codec: what the classifier can say at best
-            "codec": codec.decode(codec.encode(real)[:, : solver.n_q])[..., :length],
+            "codec": reconstruct(solver, real),
             "unprompted": codec.decode(unprompted)[..., :length],
             "prompted": codec.decode(prompted)[..., :length],
         }
