@@ -12,7 +12,7 @@ from audioflow.models.sampling import sample_next
 CARD, K = 16, 3
 
 
-def _lm(dropout: float = 0.0, seed: int = 0) -> TokenLM:
+def _lm(dropout: float = 0.0, seed: int = 0, tie: bool = False) -> TokenLM:
     torch.manual_seed(seed)
     conditioner = LabelConditioner("class", ["a", "b"], 32, dropout)
     return TokenLM(
@@ -23,6 +23,7 @@ def _lm(dropout: float = 0.0, seed: int = 0) -> TokenLM:
         num_layers=2,
         max_steps=64,
         conditioner=conditioner,
+        tie_embeddings=tie,
     )
 
 
@@ -50,6 +51,29 @@ def _train(lm, steps: int = 60) -> None:
         _ce(lm, codes, frames, infos, None).backward()
         opt.step()
     lm.eval()
+
+
+def test_tied_heads_score_codes_against_their_codebook_table():
+    lm = _lm(tie=True)
+    lm.eval()
+    assert lm.heads is None
+    untied = sum(p.numel() for p in _lm().parameters())
+    assert untied - sum(p.numel() for p in lm.parameters()) == K * CARD * 32  # no head weights
+    inputs = torch.full((2, K, 5), CARD)  # only the special token: no code 3 is read
+    with torch.no_grad():
+        before = lm.score(inputs)
+        lm.embeddings[1].weight[3] += torch.randn(32)  # not a constant: the state is zero-mean
+        after = lm.score(inputs)
+    changed = (after - before).abs() > 1e-6  # (B, K, S, card)
+    assert changed[:, 1, :, 3].all()  # codebook 1's score of code 3 follows its row
+    assert changed.sum() == changed[:, 1, :, 3].sum()  # and nothing else moved
+    # it learns as the untied LM does
+    codes, frames, infos = _batch()
+    with torch.no_grad():
+        start = float(_ce(lm, codes, frames, infos, None))
+    _train(lm)
+    with torch.no_grad():
+        assert float(_ce(lm, codes, frames, infos, None)) < 0.5 * start
 
 
 def test_top_k_one_and_greedy_pick_the_most_likely_token():

@@ -111,3 +111,14 @@ def test_export_records_the_codec_and_a_new_codec_retrains_the_lm(lm_env, corpus
     new = load_codec("//reference/demo_codec")
     assert payload["state"]["codec_record"]["content_hash"] == new.content_hash
     assert [entry["epoch"] for entry in json.loads((folder / "history.json").read_text())] == [1, 2]
+
+
+def test_the_reported_grad_norm_is_the_norm_before_clipping(lm_env, corpus, capsys):
+    # clipped to 1e-3, every update's gradient is far larger: a norm taken after the clip
+    # would read 1e-3 at most
+    overrides = _overrides(corpus, "generate.every=0", "optim.max_norm=1e-3")
+    assert _run([*overrides, "logging.log_updates=1"], capsys)[0] == 0
+    (folder,) = (lm_env / "xp_root" / "xps").iterdir()
+    rows = [json.loads(line) for line in (folder / "updates.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    assert all(row["grad_norm/main"] > 1e-2 for row in rows), rows

@@ -18,7 +18,6 @@ verifies) one cache; the workflow's ``tokens`` rule runs it, and ``audioflow run
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from audioflow import atomic
+from audioflow.models.lineage import file_sha256  # the one file hash of the project
 
 CACHE_VERSION = 1
 INDEX = "index.json"
@@ -58,15 +58,6 @@ class TokenShards:
     codes: list[torch.Tensor]
     index: dict
     built: bool
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_root() -> Path:

@@ -3,9 +3,13 @@
 At each sequence step the K tokens (one per codebook, laid out by a
 :class:`~audioflow.models.patterns.CodebookPattern`) are embedded by K tables and summed;
 a causal transformer reads the optional condition prefix then the steps; K linear heads
-predict the K tokens of the next step. The special token ``card`` fills the positions the
-pattern leaves empty and starts the sequence, so each table has ``card + 1`` rows while
-each head scores only the ``card`` real codes.
+predict the K tokens of the next step. With ``tie_embeddings`` each head scores codes
+against its codebook's embedding table (weight tying, as GPT-2 and nanoGPT do): a code
+is predicted from how close the state is to that code's embedding, so a small LM learns
+from little data that a code tends to repeat or stay near the codes before it.
+The special token ``card`` fills the positions the pattern leaves empty and starts the
+sequence, so each table has ``card + 1`` rows while each head scores only the ``card``
+real codes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ class TokenLM(nn.Module):
         dropout: dropout inside the transformer.
         max_steps: longest prefix + sequence the position table covers.
         conditioner: condition prefix module (None: unconditional).
+        tie_embeddings: the heads score codes against the embedding tables (plus a bias
+            per code) instead of having weights of their own.
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class TokenLM(nn.Module):
         dropout: float = 0.0,
         max_steps: int = 512,
         conditioner: nn.Module | None = None,
+        tie_embeddings: bool = False,
     ):
         super().__init__()
         self.pattern, self.card, self.n_q = pattern, int(card), pattern.n_q
@@ -63,7 +70,11 @@ class TokenLM(nn.Module):
         )
         self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
-        self.heads = nn.ModuleList(nn.Linear(dim, card) for _ in range(self.n_q))
+        if tie_embeddings:
+            self.heads = None
+            self.head_bias = nn.Parameter(torch.zeros(self.n_q, card))
+        else:
+            self.heads = nn.ModuleList(nn.Linear(dim, card) for _ in range(self.n_q))
         self.conditioner = conditioner
 
     # -- scoring -----------------------------------------------------------------------------
@@ -101,7 +112,13 @@ class TokenLM(nn.Module):
         x = x + self.positions(torch.arange(length, device=x.device))
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device)
         h = self.norm(self.transformer(x, mask=mask, is_causal=True)[:, skip:])  # (B, S, D)
-        return torch.stack([head(h) for head in self.heads], dim=1)
+        if self.heads is not None:
+            return torch.stack([head(h) for head in self.heads], dim=1)
+        # tied: the real codes' rows of each table (not the special token's), scaled by
+        # 1/sqrt(D) so that the logits start near unit variance (the rows are N(0, 1))
+        table = torch.stack([emb.weight[: self.card] for emb in self.embeddings])  # (K, card, D)
+        logits = torch.einsum("bsd,kcd->bksc", h, table) / table.shape[-1] ** 0.5
+        return logits + self.head_bias[None, :, None, :]
 
     def shift(self, seq: torch.Tensor) -> torch.Tensor:
         """The inputs that predict ``seq`` (B, K, S): the special token, then seq[..., :-1]."""

@@ -31,23 +31,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(name))
 
 
-def write_spectrogram(path, wav: torch.Tensor) -> None:
-    """A log-magnitude spectrogram of the first channel as a bare PNG (low frequencies at
-    the bottom). No axes: a page of dozens of clips renders in a second, not a minute, and
-    the page's cells say what each one is."""
-    from matplotlib import image
-
-    n_fft = 512
-    signal = wav.detach().float().cpu()[0]
-    spec = torch.stft(
-        signal, n_fft, hop_length=n_fft // 8, window=torch.hann_window(n_fft), return_complex=True
-    )
-    db = 20 * torch.log10(spec.abs().clamp(min=1e-5))
-    image.imsave(
-        path, db.numpy(), cmap="magma", vmin=-80, vmax=max(float(db.max()), -60), origin="lower"
-    )
-
-
 def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int) -> torch.Tensor:
     """The first ``length`` samples of each entry's file, zero-padded: (B, C, length)."""
     from audioflow.data.audio import read_segment
@@ -62,7 +45,13 @@ def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int
 
 
 def train_classifier(solver, field: str, length: int):
-    """A classifier of ``field`` trained on the real train clips (None without labels)."""
+    """A classifier of ``field`` trained on the real train clips (None without labels).
+
+    Besides the clips as they are, it trains on ``classifier.augment`` copies at a random
+    gain over a faint noise floor and, with ``classifier.codec_copies``, on the codec's
+    reconstructions of the clips (through the LM's ``n_q`` codebooks): what the LM's
+    samples go through. Every copy keeps its clip's true class.
+    """
     from audioflow.metrics.classifier import MelStatsClassifier
 
     _, entries = solver._manifest("train")
@@ -70,13 +59,27 @@ def train_classifier(solver, field: str, length: int):
     labels = sorted({str(e[field]) for e in entries})
     if len(labels) < 2:
         return None
-    contract = solver.codec.contract
+    node, contract = solver.cfg.classifier, solver.codec.contract
     clips = read_clips(entries, contract.sample_rate, contract.channels, length)
     targets = torch.tensor([labels.index(str(e[field])) for e in entries])
+    if node.codec_copies:
+        clips = torch.cat([clips, reconstruct(solver, clips)])
+        targets = targets.repeat(2)
     classifier = MelStatsClassifier(contract.sample_rate, labels)
-    steps = int(OmegaConf.select(solver.cfg, "classifier.steps", default=300))
-    classifier.fit(clips, targets, steps=steps, seed=int(solver.cfg.seed))
+    classifier.fit(
+        clips, targets, steps=int(node.steps), seed=int(solver.cfg.seed), augment=int(node.augment)
+    )
     return classifier
+
+
+def reconstruct(solver, clips: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """Clips (B, C, T) encoded and decoded by the codec through the LM's ``n_q`` codebooks."""
+    codec, length = solver.codec, clips.shape[-1]
+    out = []
+    for start in range(0, len(clips), batch):
+        codes = codec.encode(clips[start : start + batch].to(solver.device))[:, : solver.n_q]
+        out.append(codec.decode(codes)[..., :length].cpu())
+    return torch.cat(out)
 
 
 def _groups(entries: list[dict], field: str, per_group: int) -> dict[str, list[int]]:
@@ -130,7 +133,7 @@ def generate_samples(solver) -> dict:
             "picks": picks,
             "real": real,
             # the real clips through the codec: what the classifier can say at best
-            "codec": codec.decode(codec.encode(real)[:, : solver.n_q])[..., :length],
+            "codec": reconstruct(solver, real),
             "unprompted": codec.decode(unprompted)[..., :length],
             "prompted": codec.decode(prompted)[..., :length],
         }
@@ -182,7 +185,8 @@ def _write_page(solver, results: dict, classifier, metrics: dict) -> None:
             for kind in columns:
                 wav = result[kind][j]
                 pages.write_audio(folder / f"{stem}_{kind}.wav", wav, sr)
-                write_spectrogram(folder / f"{stem}_{kind}.png", wav)
+                # the shared dB scale: the codec's quieter output looks darker, as it is
+                pages.write_spectrogram(folder / f"{stem}_{kind}.png", wav, sr, f"{name} {kind}")
                 cells[kind] = (f"{stem}_{kind}.wav", f"{stem}_{kind}.png")
             note = "no classifier (no labels)"
             if classifier is not None:
