@@ -20,11 +20,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-# compression/debug shrunk to seconds per stage: 2 epochs of 2 updates on short segments.
+# compression/debug shrunk to seconds per stage: 2 epochs of 2 updates on short segments,
+# evaluated and sampled at every epoch (the demo does so at the last one only) so that the
+# per-epoch ordering of the stage jobs is exercised.
 TINY = [
     "solver=compression/debug",
     "optim.epochs=2",
     "optim.updates_per_epoch=2",
+    "evaluate.every=1",
+    "generate.every=1",
     "dataset.batch_size=2",
     "dataset.segment_duration=0.5",
     "dataset.valid.num_samples=2",
