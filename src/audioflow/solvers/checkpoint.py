@@ -302,3 +302,19 @@ def keep_last(folder: Path, keep: int, logger: logging.Logger) -> list[Path]:
         logger.info("keep_last=%d: deleted %s", keep, path.name)
         deleted.append(path)
     return deleted
+
+
+def load_best(xp) -> dict:
+    """The best state of ``xp`` (an XP handle with ``folder`` and ``sig``).
+
+    Raises:
+        CheckpointError: the XP has no best state yet (no valid stage has run).
+    """
+    from audioflow.config.layout import BEST_CHECKPOINT
+
+    best_path = Path(xp.folder) / BEST_CHECKPOINT
+    if not best_path.exists():
+        raise CheckpointError(
+            f"{best_path}: no best state yet; run the XP through a valid stage first"
+        )
+    return load(best_path, sig=xp.sig, kind="best")

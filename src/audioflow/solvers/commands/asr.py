@@ -40,7 +40,6 @@ def load_recognizer(ref: str, device: str = "cpu"):
         PackageError: not an ASR package (or unreadable); ConfigError: unknown XP, not an
         ASR XP, no reference dir; CheckpointError: the XP has no best state yet.
     """
-    from pathlib import Path
 
     from audioflow.config.paths import SIG_PREFIX
     from audioflow.models.asr_package import (
@@ -54,18 +53,12 @@ def load_recognizer(ref: str, device: str = "cpu"):
         return load_asr_package(ref, device)
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
-    from audioflow.config.layout import BEST_CHECKPOINT
     from audioflow.solvers import checkpoint
 
     xp = xp_from_sig(ref[len(SIG_PREFIX) :])
     if str(xp.cfg.get("solver")) != SOLVER:
         raise ConfigError(f"{ref}: XP {xp.sig} trains solver={xp.cfg.get('solver')}, not asr")
-    best_path = Path(xp.folder) / BEST_CHECKPOINT
-    if not best_path.exists():
-        raise checkpoint.CheckpointError(
-            f"{best_path}: no best state yet; run the XP through a valid stage first"
-        )
-    best = checkpoint.load(best_path, sig=xp.sig, kind="best")
+    best = checkpoint.load_best(xp)
     state = best["state"]
     model, tokenizer = build_recognizer(xp.cfg, state["model"], state["tokenizer"], ref)
     metadata = {"signature": xp.sig, "best": {"epoch": best.get("epoch"), "value": best["value"]}}

@@ -80,7 +80,6 @@ def export(sig: str, output: str, force: bool = False) -> Path:
 
     from audioflow.config import xp_from_sig
     from audioflow.config.errors import ConfigError
-    from audioflow.config.layout import BEST_CHECKPOINT
     from audioflow.models.package import check_destination, write_package
     from audioflow.solvers import checkpoint, exports
     from audioflow.solvers.registry import get_solver_class
@@ -92,12 +91,7 @@ def export(sig: str, output: str, force: bool = False) -> Path:
     refusal = exports.export_refusal(str(cfg.get("solver")))
     if refusal:
         raise ConfigError(f"XP {sig}: {refusal}")
-    best_path = Path(xp.folder) / BEST_CHECKPOINT
-    if not best_path.exists():
-        raise checkpoint.CheckpointError(
-            f"{best_path}: no best state yet; run the XP through a valid stage first"
-        )
-    best = checkpoint.load(best_path, sig=xp.sig, kind="best")
+    best = checkpoint.load_best(xp)
     try:
         solver = exports.model_only_solver(get_solver_class(str(cfg.solver)), cfg, xp=xp)
         # refuse to package weights that do not fit the config
