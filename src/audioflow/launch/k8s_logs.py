@@ -116,7 +116,7 @@ class RankZeroLogs(threading.Thread):
 
     A preempted pod is replaced by a new one with a new name; each gets a header line, so
     the rule's log shows every attempt in order. Runs as a daemon; :meth:`finish` lets it
-    write what is left, and :meth:`stop` makes it drop anything after that.
+    write what is left, and :meth:`stop` ends it, whatever its pods still write.
 
     Args:
         core: a ``CoreV1Api``.
@@ -146,6 +146,8 @@ class RankZeroLogs(threading.Thread):
         self.reported: dict[str, str] = {}  # pod -> last waiting reason written
         self._read_failures: dict[str, int] = {}
         self._finishing = threading.Event()
+        self._stopped = threading.Event()
+        self._response = None  # the stream being read, shut by stop()
 
     def finish(self, timeout: float) -> list[str]:
         """Write what is left (pods that ended before they were seen), then stop.
@@ -157,12 +159,34 @@ class RankZeroLogs(threading.Thread):
         self.join(timeout)
         return [p for p in self.positions.announced if p not in self.done]
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread now: shut the stream it reads and wait for it to return.
+
+        A thread left running past the launcher (a pod that never ends its log) would
+        still be inside a read, or writing a warning, while the interpreter shuts down,
+        which aborts the process (a daemon thread holding the stderr lock at exit).
+        """
+        import socket
+
+        self._stopped.set()
+        self._finishing.set()
+        response = self._response
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read at once
+            except OSError:
+                pass  # already closed
+        self.join(timeout)
+
     def run(self) -> None:
-        while True:
+        while not self._stopped.is_set():
             final = self._finishing.is_set()
             try:
                 busy = self._step()
             except Exception as exc:  # noqa: BLE001 - logs are best effort, the Job decides
+                if self._stopped.is_set():
+                    return
                 logger.warning("following the logs of %s failed: %s", self.job, exc)
                 busy = False
             if final and not busy:
@@ -193,6 +217,8 @@ class RankZeroLogs(threading.Thread):
                 self.sink(f"[audioflow] logs of pod {pod_name} (attempt {attempt})\n".encode())
             started = time.monotonic()
             outcome = self._stream(pod_name)
+            if outcome == "stopped":
+                return False
             self._settle(pod_name, outcome)
             if pod_name not in self.done and time.monotonic() - started < self.poll_seconds:
                 time.sleep(self.poll_seconds)  # a stream that ends at once: do not spin
@@ -200,7 +226,8 @@ class RankZeroLogs(threading.Thread):
         return False
 
     def _stream(self, pod_name: str) -> str:
-        """Write the pod's new lines until its stream ends: "eof", "timeout" or "error"."""
+        """Write the pod's new lines until its stream ends: "eof", "timeout", "error" or
+        "stopped" (by :meth:`stop`)."""
         from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
         position = self.positions.of(pod_name)
@@ -222,17 +249,23 @@ class RankZeroLogs(threading.Thread):
             return "error"
         pending = b""
         outcome = "eof"
+        self._response = response
         try:
             # read1 returns what has arrived, so lines reach the log as the pod writes them.
             for chunk in iter(lambda: response.read1(65536), b""):
+                if self._stopped.is_set():
+                    outcome = "stopped"
+                    break
                 *lines, pending = (pending + chunk).split(b"\n")
                 self._write(position, [line + b"\n" for line in lines])
         except (ReadTimeoutError, ProtocolError, TimeoutError):
             outcome = "timeout"
         except Exception as exc:  # noqa: BLE001 - a dropped stream must not end the wait
-            logger.info("log stream of pod %s broke: %s", pod_name, exc)
-            outcome = "error"
+            outcome = "stopped" if self._stopped.is_set() else "error"
+            if outcome == "error":
+                logger.info("log stream of pod %s broke: %s", pod_name, exc)
         finally:
+            self._response = None
             if outcome != "eof":
                 response.close()  # never hand a half-read connection back to the pool
             response.release_conn()
@@ -241,6 +274,8 @@ class RankZeroLogs(threading.Thread):
         return outcome
 
     def _write(self, position: PodPosition, lines: list[bytes]) -> None:
+        if self._stopped.is_set():
+            return
         out = []
         for line in lines:
             stamp, _, text = line.partition(b" ")

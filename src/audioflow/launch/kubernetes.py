@@ -262,6 +262,9 @@ class _Run:
         except (ContestedName, TimeoutError) as exc:
             self.say(str(exc))
             return 1
+        finally:
+            if logs is not None:
+                logs.stop()  # never left running into the interpreter's shutdown
 
     def check_start(self, deadline: StartDeadline, job: dict) -> None:
         """Apply the start deadline; a failed pod listing only postpones it."""
@@ -283,6 +286,7 @@ class _Run:
         if logs is None:
             return
         incomplete = logs.finish(self.opts.log_drain_seconds)
+        logs.stop()  # a pod still streaming past the drain time: nothing more is written
         if incomplete:
             pods = ", ".join(incomplete)
             self.say(f"logs of pod(s) {pods} may be incomplete: `kubectl logs` shows the rest")
