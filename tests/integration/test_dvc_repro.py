@@ -23,7 +23,7 @@ import yaml
 
 from .dvc_helpers import BIN, BUCKET, run, s3_env, tree_digest
 from .test_dvc_s3 import S3Server
-from .test_workflow import LM_TINY, SYNTH, TINY
+from .test_workflow import LM_TINY, SYNTH, TINY_LAST
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 SPEECH_TINY = [
@@ -68,7 +68,10 @@ def _copy_checkout(dest):
             shutil.copy2(src, dest / name)
     workflow = dest / "config" / "workflow.yaml"
     config = yaml.safe_load(workflow.read_text())
-    config["xps"] = [{"name": "demo", "overrides": TINY}, {"name": "demo_lm", "overrides": LM_TINY}]
+    config["xps"] = [
+        {"name": "demo", "overrides": TINY_LAST},
+        {"name": "demo_lm", "overrides": LM_TINY},
+    ]
     config["synth"] = SYNTH
     workflow.write_text(yaml.safe_dump(config, sort_keys=False))
     speech = dest / "config" / "workflow_speech.yaml"  # the speech demo, shrunk the same way
@@ -221,7 +224,7 @@ def test_a_new_codec_reruns_exactly_the_tokens_and_the_lm(reproduced):
     before = json.loads((repo / "reference" / "demo_lm" / "metadata.json").read_text())["codec"]
     workflow = repo / "config" / "workflow.yaml"
     config = yaml.safe_load(workflow.read_text())
-    config["xps"][0]["overrides"] = [*TINY, "optim.lr=2e-3"]  # another codec XP as demo_codec
+    config["xps"][0]["overrides"] = [*TINY_LAST, "optim.lr=2e-3"]  # another codec XP as demo_codec
     workflow.write_text(yaml.safe_dump(config, sort_keys=False))
     again = run("dvc", "repro", cwd=repo, env=_env(), check=False)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -18,6 +18,7 @@ def _overrides(corpus, *extra):
     small = [
         "optim.epochs=1",
         "optim.updates_per_epoch=4",
+        "codebooks.n_q=null",  # every codebook of the test codec (lm/debug models 2)
         "transformer_lm.dim=32",
         "transformer_lm.num_layers=1",
         "dataset.segment_duration=1.0",

@@ -47,19 +47,26 @@ def read_clips(entries: list[dict], sample_rate: int, channels: int, length: int
 def train_classifier(solver, field: str, length: int):
     """A classifier of ``field`` trained on the real train clips (None without labels).
 
-    Besides the clips as they are, it trains on ``classifier.augment`` copies at a random
-    gain over a faint noise floor and, with ``classifier.codec_copies``, on the codec's
+    At most ``classifier.clips_per_class`` clips of each class are used (the first ones;
+    null: all). Besides the clips as they are, it trains on ``classifier.augment`` copies
+    at a random gain over a faint noise floor and, with ``classifier.codec_copies``, on the codec's
     reconstructions of the clips (through the LM's ``n_q`` codebooks): what the LM's
     samples go through. Every copy keeps its clip's true class.
     """
     from audioflow.metrics.classifier import MelStatsClassifier
 
+    node, contract = solver.cfg.classifier, solver.codec.contract
     _, entries = solver._manifest("train")
     entries = [e for e in entries if e.get(field) is not None]
     labels = sorted({str(e[field]) for e in entries})
     if len(labels) < 2:
         return None
-    node, contract = solver.cfg.classifier, solver.codec.contract
+    per_class = OmegaConf.select(node, "clips_per_class", default=None)
+    if per_class:
+        # a few dozen clips per class fit the features' statistics; every clip more costs an
+        # encode and a decode of the codec and the feature passes of its augmented copies
+        groups = _groups(entries, field, int(per_class))
+        entries = [entries[i] for picks in groups.values() for i in picks]
     clips = read_clips(entries, contract.sample_rate, contract.channels, length)
     targets = torch.tensor([labels.index(str(e[field])) for e in entries])
     if node.codec_copies:
