@@ -28,7 +28,14 @@ from omegaconf import OmegaConf
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("train", "valid", "evaluate", "generate")
-SPLITS = {"train": (128, 1), "valid": (32, 2), "evaluate": (16, 3)}  # config/workflow.yaml
+
+
+def _splits() -> dict[str, tuple[int, int]]:
+    """Size and seed of each split of the demo corpus, as config/workflow.yaml sets them."""
+    import yaml
+
+    synth = yaml.safe_load((HERE.parent / "config" / "workflow.yaml").read_text())["synth"]
+    return {split: (int(v["n"]), int(v["seed"])) for split, v in synth.items()}
 
 
 def corpus(root: Path) -> dict[str, Path]:
@@ -37,7 +44,7 @@ def corpus(root: Path) -> dict[str, Path]:
     from audioflow.data.synth import write_corpus
 
     manifests = {}
-    for split, (n, seed) in SPLITS.items():
+    for split, (n, seed) in _splits().items():
         folder = root / split
         manifest = folder / "manifest.jsonl.gz"
         if not manifest.is_file():
