@@ -177,7 +177,8 @@ class RankZeroLogs(threading.Thread):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read at once
             except OSError:
                 pass  # already closed
-        self.join(timeout)
+        if self.is_alive():
+            self.join(timeout)
 
     def run(self) -> None:
         while not self._stopped.is_set():
