@@ -262,9 +262,11 @@ class RankZeroLogs(threading.Thread):
         except (ReadTimeoutError, ProtocolError, TimeoutError):
             outcome = "timeout"
         except Exception as exc:  # noqa: BLE001 - a dropped stream must not end the wait
-            outcome = "stopped" if self._stopped.is_set() else "error"
-            if outcome == "error":
+            if self._stopped.is_set():
+                outcome = "stopped"  # stop() shut the socket under the read
+            else:
                 logger.info("log stream of pod %s broke: %s", pod_name, exc)
+                outcome = "error"
         finally:
             self._response = None
             if outcome != "eof":
