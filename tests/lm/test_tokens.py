@@ -69,3 +69,17 @@ def test_a_truncated_shard_is_rebuilt_not_trained_on(lm_env, corpus):
     rebuilt = ensure_tokens(codec, corpus["valid"], root)
     assert rebuilt.built and (rebuilt.folder / INDEX).is_file()
     assert all(torch.equal(a, b) for a, b in zip(good.codes, rebuilt.codes))
+
+
+def test_encoding_processes_give_the_codes_of_one_process_in_manifest_order(lm_env, corpus):
+    from audioflow.data.manifest import read_manifest
+    from audioflow.data.tokens import encode_entries
+
+    entries = read_manifest(corpus["valid"])
+    codec = _codec()
+    alone = encode_entries(codec, entries)
+    side_by_side = encode_entries(codec, entries, workers=2)
+    assert len(side_by_side) == len(entries) == 8
+    assert all(torch.equal(a, b) for a, b in zip(alone, side_by_side))
+    # the files differ, so a reordering would show
+    assert len({tuple(c.shape) + (int(c.sum()),) for c in alone}) > 1

@@ -32,4 +32,4 @@ rule tokens:
         codec="[^/]+",
     shell:
         "{params.python} -m audioflow.data.tokens --codec //reference/{wildcards.codec}"
-        " --manifest {input.manifest} --record {output} > {log} 2>&1"
+        " --manifest {input.manifest} --record {output} --workers {threads} > {log} 2>&1"
