@@ -57,34 +57,49 @@ def spectrogram_db(wav: torch.Tensor) -> np.ndarray:
     return (20 * torch.log10(spec.abs().clamp(min=1e-7) / ref)).numpy()
 
 
+_FIGURE: dict = {}  # the one spectrogram figure of this process, redrawn for each PNG
+
+
+def _spectrogram_figure():
+    """(figure, axes, image): made once, then only its data, extent and title change
+    (a new figure per PNG spent most of its time building the axes' ticks again)."""
+    if not _FIGURE:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display on training machines
+        from matplotlib import pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 2.4), dpi=80)
+        # fixed margins: tight_layout measures every text box and doubled the cost of a page
+        fig.subplots_adjust(left=0.11, right=0.98, bottom=0.2, top=0.88)
+        image = ax.imshow(
+            [[DB_RANGE[0]]],
+            origin="lower",
+            interpolation="nearest",
+            aspect="auto",
+            cmap="magma",
+            vmin=DB_RANGE[0],
+            vmax=DB_RANGE[1],
+        )
+        fig.colorbar(image, ax=ax, label="dB FS", pad=0.02)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("kHz")
+        _FIGURE.update(fig=fig, ax=ax, image=image)
+    return _FIGURE["fig"], _FIGURE["ax"], _FIGURE["image"]
+
+
 def write_spectrogram(path: Path, wav: torch.Tensor, sample_rate: int, title: str) -> Path:
     """Save the spectrogram of (C, T) audio as a PNG on the shared scale, with a colorbar."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on training machines
-    from matplotlib import pyplot as plt
-
-    db = spectrogram_db(wav)
+    fig, ax, image = _spectrogram_figure()
     duration = wav.shape[-1] / sample_rate
-    fig, ax = plt.subplots(figsize=(5, 2.4), dpi=80)
-    # fixed margins: tight_layout measures every text box and doubled the cost of a page
-    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.2, top=0.88)
-    image = ax.imshow(
-        db,
-        origin="lower",
-        aspect="auto",
-        cmap="magma",
-        vmin=DB_RANGE[0],
-        vmax=DB_RANGE[1],
-        extent=(0, duration, 0, sample_rate / 2000),
-    )
-    fig.colorbar(image, ax=ax, label="dB FS", pad=0.02)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("kHz")
+    image.set_data(spectrogram_db(wav))
+    extent = (0, duration, 0, sample_rate / 2000)
+    image.set_extent(extent)
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
     ax.set_title(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
