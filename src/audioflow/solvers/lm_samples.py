@@ -19,12 +19,16 @@ reconstructions (the most the LM's samples can score through this codec).
 from __future__ import annotations
 
 import html
+import math
 import re
 
 import torch
 from omegaconf import OmegaConf
 
 from audioflow.solvers import pages
+
+# items sampled at once (each twice with classifier-free guidance)
+GENERATE_BATCH = 64
 
 
 def _safe(name: str) -> str:
@@ -50,27 +54,29 @@ def train_classifier(solver, field: str, length: int):
     At most ``classifier.clips_per_class`` clips of each class are used (the first ones;
     null: all). Besides the clips as they are, it trains on ``classifier.augment`` copies
     at a random gain over a faint noise floor and, with ``classifier.codec_copies``, on the codec's
-    reconstructions of the clips (through the LM's ``n_q`` codebooks): what the LM's
-    samples go through. Every copy keeps its clip's true class.
+    reconstructions of the clips (their cached tokens through the LM's ``n_q`` codebooks,
+    decoded): what the LM's samples go through. Every copy keeps its clip's true class.
     """
     from audioflow.metrics.classifier import MelStatsClassifier
 
     node, contract = solver.cfg.classifier, solver.codec.contract
     _, entries = solver._manifest("train")
-    entries = [e for e in entries if e.get(field) is not None]
-    labels = sorted({str(e[field]) for e in entries})
+    picks = [i for i, e in enumerate(entries) if e.get(field) is not None]
+    labels = sorted({str(entries[i][field]) for i in picks})
     if len(labels) < 2:
         return None
     per_class = OmegaConf.select(node, "clips_per_class", default=None)
     if per_class:
-        # a few dozen clips per class fit the features' statistics; every clip more costs an
-        # encode and a decode of the codec and the feature passes of its augmented copies
-        groups = _groups(entries, field, int(per_class))
-        entries = [entries[i] for picks in groups.values() for i in picks]
-    clips = read_clips(entries, contract.sample_rate, contract.channels, length)
-    targets = torch.tensor([labels.index(str(e[field])) for e in entries])
+        # a few dozen clips per class fit the features' statistics; every clip more costs a
+        # decode of the codec and the feature passes of its augmented copies
+        groups = _groups([entries[i] for i in picks], field, int(per_class))
+        picks = [picks[j] for chosen in groups.values() for j in chosen]
+    clips = read_clips([entries[i] for i in picks], contract.sample_rate, contract.channels, length)
+    targets = torch.tensor([labels.index(str(entries[i][field])) for i in picks])
     if node.codec_copies:
-        clips = torch.cat([clips, reconstruct(solver, clips)])
+        # the train tokens are cached already: decoding them spares an encode per clip
+        codes = [solver.tokens["train"].codes[i][: solver.n_q] for i in picks]
+        clips = torch.cat([clips, decode_codes(solver, codes, length)])
         targets = targets.repeat(2)
     classifier = MelStatsClassifier(contract.sample_rate, labels)
     classifier.fit(
@@ -81,11 +87,22 @@ def train_classifier(solver, field: str, length: int):
 
 def reconstruct(solver, clips: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Clips (B, C, T) encoded and decoded by the codec through the LM's ``n_q`` codebooks."""
-    codec, length = solver.codec, clips.shape[-1]
-    out = []
+    codes = []
     for start in range(0, len(clips), batch):
-        codes = codec.encode(clips[start : start + batch].to(solver.device))[:, : solver.n_q]
-        out.append(codec.decode(codes)[..., :length].cpu())
+        part = solver.codec.encode(clips[start : start + batch].to(solver.device))
+        codes.extend(part[:, : solver.n_q].cpu())
+    return decode_codes(solver, codes, clips.shape[-1], batch)
+
+
+def decode_codes(solver, codes: list, length: int, batch: int = 16) -> torch.Tensor:
+    """(K, F_i) codes, each cut or padded (with its last frame) to ``length`` samples' worth of
+    frames, decoded in batches: (B, C, length)."""
+    frames = math.ceil(length * solver.frame_rate / solver.codec.contract.sample_rate)
+    fitted = torch.stack([_prompt(c, frames) for c in codes])  # (B, K, frames)
+    out = []
+    for start in range(0, len(fitted), batch):
+        part = fitted[start : start + batch].to(solver.device)
+        out.append(solver.codec.decode(part)[..., :length].cpu())
     return torch.cat(out)
 
 
@@ -126,24 +143,33 @@ def generate_samples(solver) -> dict:
         "top_p": float(gen.top_p),
         "generator": generator,
     }
-    results = {}
-    for name, picks in groups.items():
-        infos = [entries[i] for i in picks]
-        prefix = lm.condition(infos)
-        unprompted = lm.generate(frames, batch=len(picks), prefix=prefix, **sampling)
-        prompt = torch.stack([_prompt(eval_codes[i][: solver.n_q], prompt_frames) for i in picks])
-        prompted = lm.generate(frames, batch=len(picks), prefix=prefix, prompt=prompt, **sampling)
-        real = read_clips(
-            [entries[i] for i in picks], contract.sample_rate, contract.channels, length
+    # every condition in one batch (chunks of GENERATE_BATCH items): a sampling step costs
+    # about as much for 16 items as for 4 on a CPU
+    picks = [i for chosen in groups.values() for i in chosen]
+    infos = [entries[i] for i in picks]
+    prompts = torch.stack([_prompt(eval_codes[i][: solver.n_q], prompt_frames) for i in picks])
+    unprompted, prompted = [], []
+    for start in range(0, len(picks), GENERATE_BATCH):
+        part = slice(start, start + GENERATE_BATCH)
+        prefix = lm.condition(infos[part])
+        size = len(infos[part])
+        unprompted.append(lm.generate(frames, batch=size, prefix=prefix, **sampling))
+        prompted.append(
+            lm.generate(frames, batch=size, prefix=prefix, prompt=prompts[part], **sampling)
         )
-        results[name] = {
-            "picks": picks,
-            "real": real,
-            # the real clips through the codec: what the classifier can say at best
-            "codec": reconstruct(solver, real),
-            "unprompted": codec.decode(unprompted)[..., :length],
-            "prompted": codec.decode(prompted)[..., :length],
-        }
+    real = read_clips(infos, contract.sample_rate, contract.channels, length)
+    wavs = {
+        "real": real,
+        # the real clips through the codec: what the classifier can say at best
+        "codec": reconstruct(solver, real),
+        "unprompted": decode_codes(solver, list(torch.cat(unprompted)), length),
+        "prompted": decode_codes(solver, list(torch.cat(prompted)), length),
+    }
+    results, start = {}, 0
+    for name, chosen in groups.items():
+        part = slice(start, start + len(chosen))
+        results[name] = {"picks": chosen, **{kind: wav[part] for kind, wav in wavs.items()}}
+        start += len(chosen)
     metrics = {"samples": float(2 * sum(len(r["picks"]) for r in results.values()))}
     classifier = train_classifier(solver, field, length)
     if classifier is not None:
