@@ -25,6 +25,7 @@ def _overrides(corpus, *extra):
         "generate.duration=1.0",
         "generate.samples_per_condition=1",
         "classifier.steps=50",
+        "classifier.unprompted_per_condition=3",
     ]
     return ["solver=lm/debug", "conditioner=label", *data, *small, *extra]
 
@@ -71,6 +72,8 @@ def test_a_short_run_evaluates_beside_baselines_and_generates_a_page(lm_env, cor
     assert evaluate["ce_ratio_unigram"] == pytest.approx(evaluate["ce"] / evaluate["unigram_ce"])
     assert {f"ppl_q{k}" for k in range(4)} <= set(evaluate)
     assert 0 <= generate["cond_acc"] <= 1 and generate["samples"] == 8
+    # scored: the page's one unprompted sample per class and 2 more, not shown
+    assert generate["cond_samples"] == 4 * 3
     page = folder / "samples" / "epoch_1" / "index.html"
     text = page.read_text()
     for name in ("chirp", "noise", "speech", "tone", "unprompted", "prompted", "real"):

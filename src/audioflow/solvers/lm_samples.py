@@ -10,7 +10,9 @@ clip: the real clip, its codec reconstruction, the unprompted sample, the prompt
 Conditioning accuracy: a small classifier
 (:class:`~audioflow.metrics.classifier.MelStatsClassifier`) trained on the real train
 clips labels each sample; ``cond_acc`` is the share of unprompted samples labelled with
-the class they were asked for (chance: one over the number of classes), ``cond_acc_prompted``
+the class they were asked for (chance: one over the number of classes), scored over the
+page's samples plus more unprompted ones, up to ``classifier.unprompted_per_condition`` per
+condition (one sample in 16 moves a 4-per-class score by 6 points), ``cond_acc_prompted``
 the same for prompted ones, ``classifier_acc_real`` the classifier's accuracy on the
 real evaluate clips (how far to trust it) and ``classifier_acc_codec`` on their codec
 reconstructions (the most the LM's samples can score through this codec).
@@ -120,9 +122,10 @@ def generate_samples(solver) -> dict:
     """Run the generate stage of an :class:`~audioflow.solvers.lm.LMSolver`.
 
     Returns:
-        ``samples`` written, ``cond_acc``, ``cond_acc_prompted`` and
-        ``classifier_acc_real``, ``classifier_acc_codec`` (those four when the evaluate
-        set has labels).
+        ``samples`` written, ``cond_acc`` (over ``cond_samples`` unprompted samples: the
+        page's and up to ``classifier.unprompted_per_condition`` per condition),
+        ``cond_acc_prompted``, ``classifier_acc_real`` and ``classifier_acc_codec`` (those
+        five when the evaluate set has labels).
     """
     cfg, lm, codec = solver.cfg, solver.lm, solver.codec
     contract = codec.contract
@@ -173,10 +176,30 @@ def generate_samples(solver) -> dict:
     metrics = {"samples": float(2 * sum(len(r["picks"]) for r in results.values()))}
     classifier = train_classifier(solver, field, length)
     if classifier is not None:
+        scored = int(OmegaConf.select(cfg, "classifier.unprompted_per_condition", default=0) or 0)
+        for result in results.values():
+            result["extra"] = _more_unprompted(
+                solver, [entries[i] for i in result["picks"]], scored, frames, length, sampling
+            )
         metrics.update(_accuracy(classifier, results))
     if solver.is_rank_zero:
         _write_page(solver, results, classifier, metrics)
     return metrics
+
+
+def _more_unprompted(solver, infos, total, frames, length, sampling):
+    """Unprompted samples beyond the page's, up to ``total`` for this condition (their
+    metadata cycles through ``infos``), decoded; scored, not shown."""
+    extra = total - len(infos)
+    if extra <= 0:
+        return None
+    cycled = [infos[j % len(infos)] for j in range(extra)]
+    codes = []
+    for start in range(0, extra, GENERATE_BATCH):
+        part = cycled[start : start + GENERATE_BATCH]
+        prefix = solver.lm.condition(part)
+        codes.append(solver.lm.generate(frames, batch=len(part), prefix=prefix, **sampling))
+    return decode_codes(solver, list(torch.cat(codes)), length)
 
 
 def _prompt(codes: torch.Tensor, frames: int) -> torch.Tensor:
@@ -188,7 +211,7 @@ def _prompt(codes: torch.Tensor, frames: int) -> torch.Tensor:
 
 def _accuracy(classifier, results: dict) -> dict:
     hits = {"unprompted": 0, "prompted": 0, "real": 0, "codec": 0}
-    total = 0
+    total = scored = extra_hits = 0
     for name, result in results.items():
         result["predicted"] = {}
         for kind in hits:
@@ -196,9 +219,14 @@ def _accuracy(classifier, results: dict) -> dict:
             result["predicted"][kind] = predicted
             hits[kind] += sum(p == name for p in predicted)
         total += len(result["picks"])
+        if result.get("extra") is not None:
+            extra_hits += sum(p == name for p in classifier.predict(result["extra"]))
+            scored += len(result["extra"])
     total = max(total, 1)
     return {
-        "cond_acc": hits["unprompted"] / total,
+        # over the page's unprompted samples and the extra ones
+        "cond_acc": (hits["unprompted"] + extra_hits) / (total + scored),
+        "cond_samples": float(total + scored),
         "cond_acc_prompted": hits["prompted"] / total,
         "classifier_acc_real": hits["real"] / total,
         "classifier_acc_codec": hits["codec"] / total,

@@ -96,8 +96,9 @@ def describe_lm(evaluate: dict | None, folder: Path) -> str | None:
     )
     metrics = _read_json(generated[-1][1]) if generated else None
     if metrics and "cond_acc" in metrics:
+        scored = f" of {metrics['cond_samples']:.0f} samples" if "cond_samples" in metrics else ""
         text += (
-            f"; conditioning accuracy {metrics['cond_acc']:.0%} (prompted "
+            f"; conditioning accuracy {metrics['cond_acc']:.0%}{scored} (prompted "
             f"{metrics['cond_acc_prompted']:.0%}; classifier on real clips "
             f"{metrics['classifier_acc_real']:.0%}, on codec reconstructions "
             f"{metrics.get('classifier_acc_codec', float('nan')):.0%}; generate_{generated[-1][0]})"
