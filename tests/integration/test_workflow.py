@@ -70,7 +70,13 @@ def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.Completed
 
 
 def write_config(folder: Path, overrides: list[str], **extra) -> Path:
-    config = {"xps": [{"name": "tiny", "overrides": overrides}], "synth": SYNTH, **extra}
+    # a train job per epoch: what these tests follow (kill in epoch 2, resume, ordering)
+    config = {
+        "xps": [{"name": "tiny", "overrides": overrides}],
+        "synth": SYNTH,
+        "train": {"epochs_per_job": 1},
+        **extra,
+    }
     path = folder / "wf.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

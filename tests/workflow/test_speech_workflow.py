@@ -22,7 +22,8 @@ def test_speech_workflow_plans_corpus_xp_and_publication(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     counts = job_counts(done.stdout)
     assert counts["speech_synth"] == counts["speech_manifest"] == 3
-    assert counts["train"] == 4 and counts["publish"] == 1  # asr/debug: 4 epochs
+    # asr/debug: 4 epochs, 2 per train job (train.epochs_per_job in config/workflow.yaml)
+    assert counts["train"] == 2 and counts["publish"] == 1
     assert "synth" not in counts and "tokens" not in counts  # the codec demo's data stays
     assert "--kind speech --voices test --n 400 --seed 3" in done.stdout
     assert "--require-text" in done.stdout
