@@ -20,7 +20,7 @@ import time
 import torch
 
 
-def build(overrides: list[str], n_q: int, card: int, device: str):
+def build(overrides: list[str], n_q: int, card: int, device: str, frame_rate: float):
     from audioflow.config import compose
     from audioflow.models.conditioners import LabelConditioner
     from audioflow.models.lm import TokenLM
@@ -30,9 +30,14 @@ def build(overrides: list[str], n_q: int, card: int, device: str):
     arch = dict(cfg.transformer_lm)
     labels = ["chirp", "noise", "speech", "tone"]
     conditioner = LabelConditioner("class", labels, int(arch["dim"]), dropout=0.2)
+    if cfg.codebooks.n_q is not None:  # the LM's codebooks: the first n_q of the codec's
+        n_q = min(n_q, int(cfg.codebooks.n_q))
     pattern = build_pattern(str(cfg.codebooks.pattern), n_q)
+    frames = round(float(cfg.dataset.segment_duration) * frame_rate)
+    if arch.get("max_steps") is None:  # sized as the solver sizes it: the prefix, then a batch
+        arch["max_steps"] = 1 + pattern.sequence_length(frames)
     model = TokenLM(pattern, card, conditioner=conditioner, **arch).to(device).train()
-    return cfg, model, labels
+    return cfg, model, labels, n_q
 
 
 def time_steps(model, codes, frames, infos, steps: int, warmup: int) -> list[float]:
@@ -79,7 +84,7 @@ def main() -> None:
     except Exception as exc:  # no published codec here: the flags' contract
         print(f"codec {args.codec} not loaded ({str(exc).splitlines()[0]}); using the flags")
     torch.manual_seed(0)
-    cfg, model, labels = build(args.overrides, n_q, card, args.device)
+    cfg, model, labels, n_q = build(args.overrides, n_q, card, args.device, frame_rate)
     batch = args.batch_size or int(cfg.dataset.batch_size)
     frames = round(float(cfg.dataset.segment_duration) * frame_rate)
     codes = torch.randint(0, card, (batch, n_q, frames), device=args.device)

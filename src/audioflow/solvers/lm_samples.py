@@ -15,7 +15,8 @@ page's samples plus more unprompted ones, up to ``classifier.unprompted_per_cond
 condition (one sample in 16 moves a 4-per-class score by 6 points), ``cond_acc_prompted``
 the same for prompted ones, ``classifier_acc_real`` the classifier's accuracy on the
 real evaluate clips (how far to trust it) and ``classifier_acc_codec`` on their codec
-reconstructions (the most the LM's samples can score through this codec).
+reconstructions (how well a class survives the codec; samples, typical of their class,
+may score above it).
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def generate_samples(solver) -> dict:
     real = read_clips(infos, contract.sample_rate, contract.channels, length)
     wavs = {
         "real": real,
-        # the real clips through the codec: what the classifier can say at best
+        # the real clips through the codec: how well their class survives it
         "codec": reconstruct(solver, real),
         "unprompted": decode_codes(solver, list(torch.cat(unprompted)), length),
         "prompted": decode_codes(solver, list(torch.cat(prompted)), length),
