@@ -21,6 +21,7 @@ import torch
 
 
 def build(overrides: list[str], n_q: int, card: int, device: str, frame_rate: float):
+    """(config, model, labels, n_q, frames per item) of the LM the overrides describe."""
     from audioflow.config import compose
     from audioflow.models.conditioners import LabelConditioner
     from audioflow.models.lm import TokenLM
@@ -37,7 +38,7 @@ def build(overrides: list[str], n_q: int, card: int, device: str, frame_rate: fl
     if arch.get("max_steps") is None:  # sized as the solver sizes it: the prefix, then a batch
         arch["max_steps"] = 1 + pattern.sequence_length(frames)
     model = TokenLM(pattern, card, conditioner=conditioner, **arch).to(device).train()
-    return cfg, model, labels, n_q
+    return cfg, model, labels, n_q, frames
 
 
 def time_steps(model, codes, frames, infos, steps: int, warmup: int) -> list[float]:
@@ -84,9 +85,8 @@ def main() -> None:
     except Exception as exc:  # no published codec here: the flags' contract
         print(f"codec {args.codec} not loaded ({str(exc).splitlines()[0]}); using the flags")
     torch.manual_seed(0)
-    cfg, model, labels, n_q = build(args.overrides, n_q, card, args.device, frame_rate)
+    cfg, model, labels, n_q, frames = build(args.overrides, n_q, card, args.device, frame_rate)
     batch = args.batch_size or int(cfg.dataset.batch_size)
-    frames = round(float(cfg.dataset.segment_duration) * frame_rate)
     codes = torch.randint(0, card, (batch, n_q, frames), device=args.device)
     lengths = torch.full((batch,), frames, device=args.device)
     infos = [{"class": labels[i % len(labels)]} for i in range(batch)]

@@ -120,7 +120,6 @@ class _Encoded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    @torch.no_grad()
     def __getitem__(self, i: int) -> torch.Tensor:
         from audioflow.data.audio import read_segment
 

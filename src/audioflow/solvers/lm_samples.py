@@ -147,27 +147,19 @@ def generate_samples(solver) -> dict:
         "top_p": float(gen.top_p),
         "generator": generator,
     }
-    # every condition in one batch (chunks of GENERATE_BATCH items): a sampling step costs
-    # about as much for 16 items as for 4 on a CPU
+    # every condition in one batch: a sampling step costs about as much for 16 items as for 4
     picks = [i for chosen in groups.values() for i in chosen]
     infos = [entries[i] for i in picks]
     prompts = torch.stack([_prompt(eval_codes[i][: solver.n_q], prompt_frames) for i in picks])
-    unprompted, prompted = [], []
-    for start in range(0, len(picks), GENERATE_BATCH):
-        part = slice(start, start + GENERATE_BATCH)
-        prefix = lm.condition(infos[part])
-        size = len(infos[part])
-        unprompted.append(lm.generate(frames, batch=size, prefix=prefix, **sampling))
-        prompted.append(
-            lm.generate(frames, batch=size, prefix=prefix, prompt=prompts[part], **sampling)
-        )
+    unprompted = _sample(lm, frames, infos, sampling)
+    prompted = _sample(lm, frames, infos, sampling, prompts)
     real = read_clips(infos, contract.sample_rate, contract.channels, length)
     wavs = {
         "real": real,
         # the real clips through the codec: how well their class survives it
         "codec": reconstruct(solver, real),
-        "unprompted": decode_codes(solver, list(torch.cat(unprompted)), length),
-        "prompted": decode_codes(solver, list(torch.cat(prompted)), length),
+        "unprompted": decode_codes(solver, unprompted, length),
+        "prompted": decode_codes(solver, prompted, length),
     }
     results, start = {}, 0
     for name, chosen in groups.items():
@@ -188,6 +180,20 @@ def generate_samples(solver) -> dict:
     return metrics
 
 
+def _sample(lm, frames: int, infos: list[dict], sampling: dict, prompts=None) -> list:
+    """(K, frames) codes of one sample per item of ``infos`` (its condition), continuing
+    ``prompts`` (B, K, Fp) when given; GENERATE_BATCH items at a time."""
+    codes = []
+    for start in range(0, len(infos), GENERATE_BATCH):
+        part = slice(start, start + GENERATE_BATCH)
+        prompt = None if prompts is None else prompts[part]
+        prefix = lm.condition(infos[part])
+        codes.extend(
+            lm.generate(frames, batch=len(infos[part]), prefix=prefix, prompt=prompt, **sampling)
+        )
+    return codes
+
+
 def _more_unprompted(solver, infos, total, frames, length, sampling):
     """Unprompted samples beyond the page's, up to ``total`` for this condition (their
     metadata cycles through ``infos``), decoded; scored, not shown."""
@@ -195,12 +201,7 @@ def _more_unprompted(solver, infos, total, frames, length, sampling):
     if extra <= 0:
         return None
     cycled = [infos[j % len(infos)] for j in range(extra)]
-    codes = []
-    for start in range(0, extra, GENERATE_BATCH):
-        part = cycled[start : start + GENERATE_BATCH]
-        prefix = solver.lm.condition(part)
-        codes.append(solver.lm.generate(frames, batch=len(part), prefix=prefix, **sampling))
-    return decode_codes(solver, list(torch.cat(codes)), length)
+    return decode_codes(solver, _sample(solver.lm, frames, cycled, sampling), length)
 
 
 def _prompt(codes: torch.Tensor, frames: int) -> torch.Tensor:

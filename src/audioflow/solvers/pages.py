@@ -7,6 +7,7 @@ Task solvers build their page bodies on :func:`html_page` (compression_samples d
 
 from __future__ import annotations
 
+import functools
 import html
 from pathlib import Path
 
@@ -57,35 +58,31 @@ def spectrogram_db(wav: torch.Tensor) -> np.ndarray:
     return (20 * torch.log10(spec.abs().clamp(min=1e-7) / ref)).numpy()
 
 
-_FIGURE: dict = {}  # the one spectrogram figure of this process, redrawn for each PNG
-
-
+@functools.cache
 def _spectrogram_figure():
-    """(figure, axes, image): made once, then only its data, extent and title change
-    (a new figure per PNG spent most of its time building the axes' ticks again)."""
-    if not _FIGURE:
-        import matplotlib
+    """(figure, axes, image), one per process: made once, then only its data, extent and
+    title change (a new figure per PNG spent most of its time building the axes' ticks)."""
+    import matplotlib
 
-        matplotlib.use("Agg")  # no display on training machines
-        from matplotlib import pyplot as plt
+    matplotlib.use("Agg")  # no display on training machines
+    from matplotlib import pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(5, 2.4), dpi=80)
-        # fixed margins: tight_layout measures every text box and doubled the cost of a page
-        fig.subplots_adjust(left=0.11, right=0.98, bottom=0.2, top=0.88)
-        image = ax.imshow(
-            [[DB_RANGE[0]]],
-            origin="lower",
-            interpolation="nearest",
-            aspect="auto",
-            cmap="magma",
-            vmin=DB_RANGE[0],
-            vmax=DB_RANGE[1],
-        )
-        fig.colorbar(image, ax=ax, label="dB FS", pad=0.02)
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("kHz")
-        _FIGURE.update(fig=fig, ax=ax, image=image)
-    return _FIGURE["fig"], _FIGURE["ax"], _FIGURE["image"]
+    fig, ax = plt.subplots(figsize=(5, 2.4), dpi=80)
+    # fixed margins: tight_layout measures every text box and doubled the cost of a page
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.2, top=0.88)
+    image = ax.imshow(
+        [[DB_RANGE[0]]],
+        origin="lower",
+        interpolation="nearest",
+        aspect="auto",
+        cmap="magma",
+        vmin=DB_RANGE[0],
+        vmax=DB_RANGE[1],
+    )
+    fig.colorbar(image, ax=ax, label="dB FS", pad=0.02)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kHz")
+    return fig, ax, image
 
 
 def write_spectrogram(path: Path, wav: torch.Tensor, sample_rate: int, title: str) -> Path:
