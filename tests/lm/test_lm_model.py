@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from audioflow.models.conditioners import LabelConditioner, TextConditioner
 from audioflow.models.lm import TokenLM
 from audioflow.models.patterns import build_pattern
-from audioflow.models.sampling import sample_next
+from audioflow.models.sampling import guided_logits, sample_next
 
 CARD, K = 16, 3
 
@@ -127,6 +128,59 @@ def test_generate_is_deterministic_for_a_seed_and_keeps_the_prompt():
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
     assert torch.equal(first[..., :4], prompt)
+
+
+def _full_pass_generate(lm, frames, batch, prefix, prompt, cfg_scale, generator):
+    """Sampling without a cache: every step scores the whole sequence so far."""
+    steps = lm.pattern.sequence_length(frames)
+    seq = torch.full((batch, K, steps), lm.special)
+    pseq = lm.pattern.interleave(prompt, lm.special)
+    known = lm.pattern.valid_mask(prompt.shape[-1], pseq.shape[-1]).expand_as(pseq)
+    seq[..., : pseq.shape[-1]] = torch.where(known, pseq, seq[..., : pseq.shape[-1]])
+    known = torch.nn.functional.pad(known, (0, steps - pseq.shape[-1]))
+    wanted = lm.pattern.valid_mask(frames, steps)[0]
+    both = torch.cat([prefix, lm.conditioner.null_condition(batch)])
+    for step in range(steps):
+        if bool(known[..., step].all()):
+            continue
+        inputs = lm.shift(seq[..., : step + 1])
+        logits = lm.score(torch.cat([inputs, inputs]), both)[:, :, -1]
+        logits = guided_logits(logits[:batch], logits[batch:], cfg_scale)
+        tokens = sample_next(logits, top_k=5, generator=generator)
+        tokens = torch.where(wanted[:, step], tokens, torch.full_like(tokens, lm.special))
+        seq[..., step] = torch.where(known[..., step], seq[..., step], tokens)
+    return lm.pattern.deinterleave(seq)
+
+
+def test_sampling_with_the_kv_cache_draws_what_a_full_pass_per_step_draws():
+    # the cached states are the full pass's: the same logits give the same draws
+    for tie in (False, True):
+        lm = _lm(tie=tie)
+        _train(lm, steps=20)  # weights away from their initial symmetry
+        codes, _, infos = _batch(4, frames=20)
+        prefix, prompt = lm.condition(infos), codes[:, :, :5]
+        with torch.no_grad():
+            cached = lm.generate(
+                20,
+                batch=4,
+                prefix=prefix,
+                prompt=prompt,
+                cfg_scale=3.0,
+                top_k=5,
+                generator=torch.Generator().manual_seed(7),
+            )
+            full = _full_pass_generate(
+                lm, 20, 4, prefix, prompt, 3.0, torch.Generator().manual_seed(7)
+            )
+        assert torch.equal(cached, full)
+        assert torch.equal(cached[..., :5], prompt)
+
+
+def test_generate_refuses_more_steps_than_max_steps():
+    lm = _lm()
+    lm.eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="max_steps=64"):
+        lm.generate(70, batch=1)
 
 
 def test_text_conditioner_tells_texts_apart_and_reads_missing_text_as_empty():

@@ -99,7 +99,7 @@ class TokenLM(nn.Module):
 
     def score(self, inputs: torch.Tensor, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K, S, card) of ``inputs`` (B, K, S) after a (B, P, dim) prefix."""
-        x = sum(emb(inputs[:, k]) for k, emb in enumerate(self.embeddings))  # (B, S, D)
+        x = self._embed(inputs)  # (B, S, D)
         skip = 0
         if prefix is not None:
             x = torch.cat([prefix.to(x.dtype), x], dim=1)  # (B, P + S, D)
@@ -112,6 +112,14 @@ class TokenLM(nn.Module):
         x = x + self.positions(torch.arange(length, device=x.device))
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device)
         h = self.norm(self.transformer(x, mask=mask, is_causal=True)[:, skip:])  # (B, S, D)
+        return self._logits(h)
+
+    def _embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, S, D): the sum of the K codebooks' embeddings of ``inputs`` (B, K, S)."""
+        return sum(emb(inputs[:, k]) for k, emb in enumerate(self.embeddings))
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits (B, K, S, card) of the final states ``h`` (B, S, D)."""
         if self.heads is not None:
             return torch.stack([head(h) for head in self.heads], dim=1)
         # tied: the real codes' rows of each table (not the special token's), scaled by
@@ -201,18 +209,75 @@ class TokenLM(nn.Module):
         guided = prefix is not None and self.conditioner is not None and cfg_scale != 1.0
         if guided:
             prefix = torch.cat([prefix, self.conditioner.null_condition(batch)], dim=0)
-        for step in range(steps):
-            if bool(known[..., step].all()):
-                continue
-            inputs = self.shift(seq[..., : step + 1])
-            if guided:
-                inputs = torch.cat([inputs, inputs], dim=0)
-            logits = self.score(inputs, prefix)[:, :, -1]  # (B or 2B, K, card)
-            if guided:
-                logits = guided_logits(logits[:batch], logits[batch:], cfg_scale)
-            tokens = sample_next(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )  # (B, K)
-            tokens = torch.where(wanted[:, step], tokens, torch.full_like(tokens, self.special))
-            seq[..., step] = torch.where(known[..., step], seq[..., step], tokens)
+        todo = [step for step in range(steps) if not bool(known[..., step].all())]
+        if not todo:
+            return self.pattern.deinterleave(seq)
+        # The steps before the first one to sample (the prompt's) are read in one pass; then
+        # one step at a time, each attending to the keys and values kept from the steps
+        # before it: a step costs the same at the end of the sequence as at its start.
+        first = todo[0]
+        inputs = self.shift(seq[..., : first + 1])
+        x = self._embed(torch.cat([inputs, inputs]) if guided else inputs)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], dim=1)
+        cache = _KVCache(self.transformer.layers, x.shape[0], x.shape[1] + steps - first - 1, x)
+        h = self._cached(x, cache)
+        for step in range(first, steps):
+            if step > first:
+                token = seq[..., step - 1 : step]  # the input of step s is the token of s - 1
+                h = self._cached(self._embed(torch.cat([token, token]) if guided else token), cache)
+            if not bool(known[..., step].all()):
+                logits = self._logits(self.norm(h[:, -1:]))[:, :, 0]  # (B or 2B, K, card)
+                if guided:
+                    logits = guided_logits(logits[:batch], logits[batch:], cfg_scale)
+                tokens = sample_next(
+                    logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+                )  # (B, K)
+                tokens = torch.where(wanted[:, step], tokens, torch.full_like(tokens, self.special))
+                seq[..., step] = torch.where(known[..., step], seq[..., step], tokens)
         return self.pattern.deinterleave(seq)
+
+    def _cached(self, x: torch.Tensor, cache: _KVCache) -> torch.Tensor:
+        """The transformer's output states (B, n, D) for the next n steps' inputs ``x``
+        (B, n, D, embedded), given the steps in ``cache`` (which then holds these too).
+
+        The same computation as ``self.transformer`` in eval mode (pre-norm layers, no
+        dropout) over the whole sequence with its causal mask, restricted to the new rows.
+        """
+        start, n = cache.length, x.shape[1]
+        if start + n > self.max_steps:
+            raise ValueError(
+                f"{start + n} steps (prefix + sequence) exceed the LM's max_steps={self.max_steps}"
+            )
+        x = x + self.positions(torch.arange(start, start + n, device=x.device))
+        for index, layer in enumerate(self.transformer.layers):
+            attn = layer.self_attn
+            heads = attn.num_heads
+            q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
+            q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
+            keys, values = cache.append(index, k, v)
+            # the first pass reads from an empty cache: causal over its own rows; later
+            # passes are one step, which may read every step before it
+            out = F.scaled_dot_product_attention(q, keys, values, is_causal=start == 0 and n > 1)
+            x = x + attn.out_proj(out.transpose(1, 2).flatten(2))
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+        cache.length += n
+        return x
+
+
+class _KVCache:
+    """Keys and values (B, heads, steps, head dim) of each layer for the steps read so far,
+    in buffers of the whole sequence's length (no copy per step)."""
+
+    def __init__(self, layers, batch: int, total: int, like: torch.Tensor):
+        attn = layers[0].self_attn
+        shape = (len(layers), 2, batch, attn.num_heads, total, attn.embed_dim // attn.num_heads)
+        self.buffer = like.new_empty(shape)
+        self.length = 0
+
+    def append(self, layer: int, keys: torch.Tensor, values: torch.Tensor):
+        """Store the new steps' keys and values; return every step's so far."""
+        end = self.length + keys.shape[2]
+        self.buffer[layer, 0, :, :, self.length : end] = keys
+        self.buffer[layer, 1, :, :, self.length : end] = values
+        return self.buffer[layer, 0, :, :, :end], self.buffer[layer, 1, :, :, :end]
