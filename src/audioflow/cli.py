@@ -116,5 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def entry() -> None:
+    """The ``audioflow`` console command: :func:`main`, then an exit without teardown."""
+    from audioflow.quick_exit import exit_now
+
+    exit_now(main())
+
+
+if __name__ == "__main__":  # how torchrun starts stage workers: python -m audioflow.cli
+    entry()

@@ -155,4 +155,6 @@ def _tell_peers_on_sigterm(watch: PeerWatch, signal_exception: type) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from audioflow.quick_exit import exit_now
+
+    exit_now(main())
