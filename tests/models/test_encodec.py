@@ -56,3 +56,17 @@ def test_discriminator_outputs_logits_and_features_per_scale():
     assert len(logits) == len(fmaps) == 2
     assert all(logit.shape[:2] == (2, 1) for logit in logits)
     assert all(len(f) == 5 for f in fmaps)
+
+
+def test_reconstruct_from_one_encoder_pass_equals_forward_at_each_count():
+    torch.manual_seed(0)
+    model = tiny_codec()
+    model(torch.randn(4, 1, 800))  # initialise codebooks from data
+    model.eval()
+    x = torch.randn(2, 1, 801)
+    out = model.reconstruct(x, [1, 2, 3])
+    assert list(out) == [1, 2, 3]
+    for n, y in out.items():
+        model.set_num_codebooks(n)
+        assert torch.equal(y, model(x).x)  # the same operations: bit for bit
+    assert not torch.equal(out[1], out[3])

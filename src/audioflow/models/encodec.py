@@ -72,6 +72,19 @@ class EncodecModel(nn.Module):
         return q
 
     @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, counts: list[int]) -> dict[int, torch.Tensor]:
+        """``forward(x).x`` with each number of codebooks in ``counts``, from one encoder
+        pass: the first n codes of a residual quantizer do not depend on those after them.
+        Leaves the model at the last count."""
+        length = x.shape[-1]
+        latent = self.encoder(x)
+        out = {}
+        for n in counts:
+            self.set_num_codebooks(n)
+            out[n] = self.decoder(self.quantizer(latent, self.frame_rate).x)[..., :length]
+        return out
+
+    @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Waveform (B, C, T) -> codes (B, K, ceil(T / hop)) with the current bandwidth."""
         return self.quantizer.encode(self.encoder(x))

@@ -219,9 +219,7 @@ class CompressionSolver(StandardSolver):
         for batch in self.dataloaders["evaluate"]:
             x = self._audio(batch).to(self.device)
             mask = audible(x)
-            for n in counts:
-                codec.set_num_codebooks(n)
-                y = codec(x).x
+            for n, y in codec.reconstruct(x, counts).items():
                 acc = sums[n]
                 acc["sisnr"] += float(si_snr_items(y, x)[mask].sum())
                 acc["audible"] += int(mask.sum())
@@ -321,10 +319,10 @@ class CompressionSolver(StandardSolver):
         pages.write_audio(folder / f"{name}_original.wav", x[0], sr)
         pages.write_spectrogram(folder / f"{name}_original.png", x[0], sr, "original")
         cells["original"] = (f"{name}_original.wav", f"{name}_original.png")
-        versions = []
-        for n in counts:
-            codec.set_num_codebooks(n)
-            versions.append((self._label(codec, n), f"{name}_q{n}", codec(x).x))
+        versions = [
+            (self._label(codec, n), f"{name}_q{n}", y)
+            for n, y in codec.reconstruct(x, counts).items()
+        ]
         if with_opus:
             rates = sorted(
                 {
