@@ -86,6 +86,37 @@ def test_a_short_run_evaluates_beside_baselines_and_generates_a_page(lm_env, cor
     assert _digest(page.parent) == first
 
 
+def test_a_valid_job_builds_no_optimizer_and_validates_as_the_whole_loop(
+    lm_env, corpus, capsys, monkeypatch
+):
+    import subprocess
+    import sys
+
+    overrides = _overrides(corpus, "evaluate.every=0", "generate.every=0", "optim.epochs=2")
+    monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(lm_env / "loop"))
+    assert _run(overrides, capsys)[0] == 0  # every stage in this process
+    (loop,) = (lm_env / "loop" / "xps").iterdir()
+    monkeypatch.setenv("AUDIOFLOW_XP_DIR", str(lm_env / "jobs"))
+    assert _run(overrides, capsys, "--stage", "train", "--epoch", "2")[0] == 0
+    # the valid jobs as the workflow runs them: a process each, without an optimizer, so
+    # without TorchDynamo (which building any torch optimizer loads)
+    script = (
+        "import sys\nfrom audioflow import cli\n"
+        "code = cli.main(sys.argv[1:])\nprint(code, 'torch._dynamo' in sys.modules)"
+    )
+    for epoch in ("1", "2"):
+        argv = ["run", *overrides, "--stage", "valid", "--epoch", epoch]
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *argv], capture_output=True, text=True, check=False
+        )
+        assert proc.stdout.split()[-2:] == ["0", "False"], proc.stderr[-2000:]
+    (jobs,) = (lm_env / "jobs" / "xps").iterdir()
+    assert jobs.name == loop.name
+    for name in ("valid_1.json", "valid_2.json"):
+        assert (jobs / "stages" / name).read_text() == (loop / "stages" / name).read_text()
+    assert (jobs / "best.json").read_text() == (loop / "best.json").read_text()
+
+
 def test_export_records_the_codec_and_a_new_codec_retrains_the_lm(lm_env, corpus, capsys):
     from audioflow.config.layout import LATEST_CHECKPOINT
     from audioflow.models import load_codec

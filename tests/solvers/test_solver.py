@@ -308,3 +308,29 @@ def test_audiocraft_style_bf16_autocasts_run_step(make_solver):
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert not all(torch.equal(weights[k], v) for k, v in _weights(fp32).items())
     assert _ckpt(bf16)["state"]["optimizer"]["state"][0]["step"].item() == 5
+
+
+@pytest.mark.parametrize("solver_name", ["my_solver", "my_loss_solver"])
+def test_a_solver_built_not_training_validates_and_evaluates_alike_and_cannot_train(
+    make_solver, solver_name
+):
+    from audioflow.solvers import base
+
+    chosen = (f"solver={solver_name}", "optim.epochs=1", "optim.ema.use=true")
+    trained = make_solver(*chosen)
+    trained.run_stage("train", 1)
+    with base.not_training():
+        solver = make_solver(*chosen)
+    assert solver.trains is False and make_solver(*chosen).trains is True
+    # no OptimSchedulers and no optimizer state loaded: the protocol keeps its precision only
+    assert solver.optim_sches is None and "protocol" not in solver.stateful.stateful
+    valid = solver.run_stage("valid", 1)
+    evaluated = solver.run_stage("evaluate", 1)
+    with pytest.raises(RuntimeError, match="not_training"):
+        solver.run_stage("train", 1)
+    with pytest.raises(RuntimeError, match="not_training"):
+        solver.run()
+    # the same stages on a solver built to train give the same metrics
+    again = make_solver(*chosen)
+    assert again.run_stage("valid", 1) == valid
+    assert again.run_stage("evaluate", 1) == evaluated

@@ -25,8 +25,11 @@ reports), ``history`` (markers), ``checkpoint`` (the files), ``distrib`` (the ra
 
 from __future__ import annotations
 
+import contextvars
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -43,6 +46,26 @@ from .reporting import UpdateReporter
 from .settings import LoopSettings, select, torch_threads
 from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
 
+# Whether the solvers built now may train: False inside not_training().
+_TRAINS = contextvars.ContextVar("audioflow_solver_trains", default=True)
+
+
+@contextmanager
+def not_training() -> Iterator[None]:
+    """Build solvers in this block for stages other than train: their ``trains`` is False.
+
+    `audioflow run --stage valid|evaluate|generate` and `audioflow export` build the
+    solver so. The built-in solvers then build no optimizer (as Lightning calls
+    ``configure_optimizers`` only to fit), and the base builds no OptimSchedulers and
+    loads no optimizer state: constructing a torch optimizer loads TorchDynamo, ~2 s of
+    a short stage job on 2 cores. A solver that builds its optimizers anyway still works.
+    """
+    token = _TRAINS.set(False)
+    try:
+        yield
+    finally:
+        _TRAINS.reset(token)
+
 
 class StandardSolver(ABC):
     """Base solver: subclass it, define the abstract methods, register your state.
@@ -53,6 +76,8 @@ class StandardSolver(ABC):
 
     Attributes:
         cfg, xp, folder, device, rank, world_size, logger: the run's context.
+        trains: False when built for a stage other than train (see :func:`not_training`):
+            ``build_model`` may then skip the optimizers.
         epoch: the epoch of the stage being run (from 1). current_stage: its name.
         dataloaders: stage name -> loader, set by ``build_dataloaders``.
         protocol: the optimizer protocol (audioflow.optim.OptimProtocol) every update goes
@@ -73,6 +98,7 @@ class StandardSolver(ABC):
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
+        self.trains = _TRAINS.get()
         self.xp = current_xp()
         self.folder = Path(self.xp.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -192,6 +218,7 @@ class StandardSolver(ABC):
     # -- the whole loop and one stage ---------------------------------------------------------
     def run(self) -> None:
         """Run every stage of every epoch up to ``optim.epochs``, resuming where it stopped."""
+        self._require_training("run()")
         self.restore()
         # Stage runs keep the best state in best.th only; without it the first valid here
         # would take any epoch for the best.
@@ -228,6 +255,7 @@ class StandardSolver(ABC):
             )
         epoch = int(epoch)
         if stage == "train":
+            self._require_training("--stage train")
             self.restore()
             metrics = self._train_through(epoch, epoch_files=True)
         elif stage == "valid":
@@ -599,10 +627,25 @@ class StandardSolver(ABC):
         self.logger.info("continue_from=%s: loaded %s from %s", source, ", ".join(states), path)
 
     # -- construction helpers -----------------------------------------------------------------
+    def _require_training(self, what: str) -> None:
+        if not self.trains:
+            raise RuntimeError(
+                f"{what}: this solver was built inside not_training() (for a stage other "
+                "than train) and has no optimizers; build it outside that block to train"
+            )
+
     def _build_protocol(self) -> None:
         """The optimizer protocol: over ``optim_sches``, or adopting the solver's optimizers
-        (``self.optimizer`` is reported as ``main``, others under their attribute names)."""
-        from audioflow.optim import build_solver_protocol
+        (``self.optimizer`` is reported as ``main``, others under their attribute names).
+
+        A solver that will not train gets the protocol's precision (autocast in valid)
+        and nothing else: no OptimSchedulers, and no optimizer state to load.
+        """
+        from audioflow.optim import build_protocol, build_solver_protocol
+
+        if not self.trains:
+            self.protocol = build_protocol(self.cfg.optim, self.device.type)
+            return
 
         names = dict.fromkeys([*self.stateful.stateful, *vars(self)])
         self.protocol, plain = build_solver_protocol(

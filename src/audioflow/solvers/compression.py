@@ -105,7 +105,7 @@ class CompressionSolver(StandardSolver):
             # name and DDP syncs it with the codec; export leaves it out (codec_state_dict).
             self.model.discriminator = build_discriminator(cfg).to(self.device)
         self.register_stateful("model")
-        if cfg.optim_sches is None:
+        if cfg.optim_sches is None and self.trains:  # none outside training (not_training)
             from audioflow.optim import build_optimizer
 
             self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)

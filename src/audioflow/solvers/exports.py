@@ -84,7 +84,7 @@ def model_only_solver(solver_cls: type, cfg: Any, device: str = "cpu", xp: XP | 
 
     The training context (XP folder, logger, data, process group) is not set up: the
     attributes ``build_model`` reads in a task solver (``cfg``, ``device``, ``rank``,
-    ``world_size``, ``logger``, the state registry) are.
+    ``world_size``, ``logger``, the state registry, ``trains`` False) are.
 
     Raises:
         ExportError: ``build_model`` failed on this config (the message names the solver).
@@ -95,6 +95,7 @@ def model_only_solver(solver_cls: type, cfg: Any, device: str = "cpu", xp: XP | 
     solver.folder = None if xp is None else Path(xp.folder)
     solver.device = torch.device(device)
     solver.rank, solver.world_size = 0, 1
+    solver.trains = False  # an export needs no optimizer (see base.not_training)
     solver.logger = logging.getLogger(f"audioflow.export.{solver_cls.__name__}")
     solver.optim_sches = None
     solver.ema = None

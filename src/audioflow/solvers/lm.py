@@ -120,8 +120,9 @@ class LMSolver(StandardSolver):
         self.model = TokenLM(pattern, self.card, conditioner=conditioner, **arch).to(self.device)
         self.codec_record = CodecRecord(self.codec)
         self.register_stateful("model", "codec_record")
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
-        self.register_stateful("optimizer")
+        if self.trains:  # a valid/evaluate/generate job needs none (see not_training)
+            self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+            self.register_stateful("optimizer")
         self.register_best("model")
         self.register_ema("model")
         self.logger.info(

@@ -292,6 +292,7 @@ def _nolock():
 
 
 def _solve(xp, args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
 
     from .. import base, preflight
     from ..checkpoint import CheckpointError
@@ -301,7 +302,10 @@ def _solve(xp, args: argparse.Namespace) -> int:
     # metrics) is one line and exit status 1; the stage error exists once the solver has it.
     stage_error = getattr(base, "NonFiniteStageError", None)
     failures = (CheckpointError, base.NonFiniteLossError, *([stage_error] if stage_error else []))
-    solver = preflight.solver_class(xp.cfg)(xp.cfg)
+    # a valid/evaluate/generate job builds no optimizers (see base.not_training)
+    trains = args.stage in (None, "train")
+    with nullcontext() if trains else base.not_training():
+        solver = preflight.solver_class(xp.cfg)(xp.cfg)
     try:
         if args.stage is None:
             solver.run()
