@@ -1,5 +1,6 @@
 """The `audioflow` entry point: help, unknown commands, lazy imports."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -81,7 +82,17 @@ def _audioflow(*args, **kwargs):
 )
 def test_a_stopped_command_says_so_and_leaves_no_temporary_files(tmp_path, signum, code, word):
     out = tmp_path / "corpus"
-    proc = _audioflow("synth", str(out), "--n", "5000", "--seed", "0")
+    # SIGINT as a terminal's Ctrl-C finds it: a suite started in the background (`cmd &`)
+    # passes it on ignored, and Python then never turns it into KeyboardInterrupt
+    proc = _audioflow(
+        "synth",
+        str(out),
+        "--n",
+        "5000",
+        "--seed",
+        "0",
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".corpus.*")):  # the corpus is being written
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
