@@ -20,16 +20,14 @@ An epoch is exactly ``optim.updates_per_epoch`` updates. See docs/solvers.md.
 
 Beside it, one concept each: ``settings`` (what the loop reads once), ``state`` (the
 registry, the best state), ``nonfinite`` (the NaN policy), ``reporting`` (per-update
-reports), ``history`` (markers), ``checkpoint`` (the files), ``distrib`` (the ranks).
+reports), ``history`` (markers), ``checkpoint`` (the files), ``distrib`` (the ranks),
+``building`` (whether a solver is built to train).
 """
 
 from __future__ import annotations
 
-import contextvars
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,30 +39,11 @@ from audioflow.monitoring.stage import start_monitor
 
 from . import checkpoint, distrib, history, logs, nonfinite, rng
 from .batches import batch_items, loader_length, train_batches
+from .building import builds_to_train, not_training  # noqa: F401 - run and tests use base.not_training
 from .nonfinite import NonFiniteLossError, NonFiniteStageError  # noqa: F401 - user code imports them from here
 from .reporting import UpdateReporter
 from .settings import LoopSettings, select, torch_threads
 from .state import BestState, LoopState, StateManager, continue_from_path, weights_from
-
-# Whether the solvers built now may train: False inside not_training().
-_TRAINS = contextvars.ContextVar("audioflow_solver_trains", default=True)
-
-
-@contextmanager
-def not_training() -> Iterator[None]:
-    """Build solvers in this block for stages other than train: their ``trains`` is False.
-
-    `audioflow run --stage valid|evaluate|generate` and `audioflow export` build the
-    solver so. The built-in solvers then build no optimizer (as Lightning calls
-    ``configure_optimizers`` only to fit), and the base builds no OptimSchedulers and
-    loads no optimizer state: constructing a torch optimizer loads TorchDynamo, ~2 s of
-    a short stage job on 2 cores. A solver that builds its optimizers anyway still works.
-    """
-    token = _TRAINS.set(False)
-    try:
-        yield
-    finally:
-        _TRAINS.reset(token)
 
 
 class StandardSolver(ABC):
@@ -98,7 +77,7 @@ class StandardSolver(ABC):
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.trains = _TRAINS.get()
+        self.trains = builds_to_train()
         self.xp = current_xp()
         self.folder = Path(self.xp.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
